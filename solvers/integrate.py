@@ -41,7 +41,10 @@ class Solution:
 def _merge(grid: Tensor, times: Tensor) -> Tensor:
     """Insert the requested times into a monotone grid (keeping its direction)."""
     lo, hi = grid.min(), grid.max()
-    inside = times[(times > lo) & (times < hi)]
+    tol = 1e-9 * float(hi - lo)
+    # a requested time within rounding of a grid time is that grid time (no zero-length step)
+    near = (times[:, None] - grid[None, :]).abs().min(dim=1).values <= tol
+    inside = times[(times > lo) & (times < hi) & ~near]
     merged = torch.unique(torch.cat([grid, inside]))
     return merged.flip(0) if bool(grid[0] > grid[-1]) else merged
 
@@ -74,7 +77,8 @@ def integrate(
         raise TypeError(f"solver must be a solvers.Solver, got {type(solver).__name__}")
     if x.ndim < 1:
         raise ValueError("x must have a leading batch dimension")
-    grid = torch.as_tensor(grid)
+    if not isinstance(grid, Tensor):
+        grid = torch.as_tensor(grid, dtype=torch.float64)
     check_grid(grid)
     solver.check(equation)
     if solver.stochastic and noise is None:

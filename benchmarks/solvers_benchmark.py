@@ -67,8 +67,10 @@ def main() -> None:
     score = mixture.score_fn(sde)
     target = mixture.at(sde.eps, sde)  # the exact law of x at the end time eps
     print(f"# {args.sde} SDE, eight Gaussians, n={args.n}, float32, device={device}")
-    print(f"# machine: {platform.processor() or platform.machine()}, "
-          f"{torch.get_num_threads()} torch threads, torch {torch.__version__}")
+    print(
+        f"# machine: {platform.processor() or platform.machine()}, "
+        f"{torch.get_num_threads()} torch threads, torch {torch.__version__}"
+    )
     print("| solver | steps | NFE | TV | TV floor | TV/floor | wall s (median) |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for name, solver, steps in cases(args.quick):
@@ -83,9 +85,11 @@ def main() -> None:
                 torch.cuda.synchronize()
             times.append(time.perf_counter() - t0)
         tv = tv_to_mixture(res.x.double().cpu(), target)
-        print(f"| {name} | {steps if steps else '-'} | {res.nfe} | {float(tv.tv):.4f} | "
-              f"{float(tv.floor):.4f} | {float(tv.ratio):.2f} | {statistics.median(times):.3f} |",
-              flush=True)
+        print(
+            f"| {name} | {steps if steps else '-'} | {res.nfe} | {float(tv.tv):.4f} | "
+            f"{float(tv.floor):.4f} | {float(tv.ratio):.2f} | {statistics.median(times):.3f} |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -44,8 +44,15 @@ def test_every_solver_reaches_the_exact_marginal(solver_name, sde_name):
     sde, solver = build("sde", sde_name), build("solver", solver_name)
     data = unequal_mixture(dtype=torch.float64)
     gen = torch.Generator().manual_seed(0)
-    res = sample(sde, data.score_fn(sde), solver, (N, 2), steps=steps_for(solver),
-                 generator=gen, dtype=torch.float64)
+    res = sample(
+        sde,
+        data.score_fn(sde),
+        solver,
+        (N, 2),
+        steps=steps_for(solver),
+        generator=gen,
+        dtype=torch.float64,
+    )
     tv = tv_to_mixture(res.x, data.at(sde.eps, sde), bins=BINS)
     assert float(tv.ratio) < FACTOR, (solver_name, sde_name, float(tv.tv), float(tv.floor))
 
@@ -78,8 +85,16 @@ def test_images_any_rank_and_denoise():
     means = torch.stack([torch.full((1, 4, 4), -1.0), torch.full((1, 4, 4), 1.0)]).double()
     data = GaussianMixture([0.5, 0.5], means, [0.05, 0.05])
     solver = build("solver", "ode_rk4")
-    res = sample(sde, data.score_fn(sde), solver, (256, 1, 4, 4), steps=50, denoise=True,
-                 generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    res = sample(
+        sde,
+        data.score_fn(sde),
+        solver,
+        (256, 1, 4, 4),
+        steps=50,
+        denoise=True,
+        generator=torch.Generator().manual_seed(0),
+        dtype=torch.float64,
+    )
     assert res.x.shape == (256, 1, 4, 4) and res.nfe == 4 * 50 + 1
     pixel_mean = res.x.mean(dim=(1, 2, 3)).abs()
     assert torch.all((pixel_mean - 1).abs() < 0.05)  # each image sits on one of the two modes
@@ -118,6 +133,13 @@ def test_nan_score_is_reported_with_step_and_time():
 def test_cuda_sampling(solver_name):
     sde, solver, data = VPSDE(), build("solver", solver_name), unequal_mixture()
     gen = torch.Generator(device="cuda").manual_seed(0)
-    res = sample(sde, data.score_fn(sde), solver, (512, 2), steps=steps_for(solver),
-                 generator=gen, device="cuda")
+    res = sample(
+        sde,
+        data.score_fn(sde),
+        solver,
+        (512, 2),
+        steps=steps_for(solver),
+        generator=gen,
+        device="cuda",
+    )
     assert res.x.is_cuda and torch.isfinite(res.x).all()

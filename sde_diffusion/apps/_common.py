@@ -19,18 +19,51 @@ class UsageError(ValueError):
     """A bad option on the command line: reported in one line, exit status 2."""
 
 
-def run_app(fn: Callable[[], Any]) -> Any:
-    """Run ``fn``; turn a ``ValueError``/``FileNotFoundError`` into one line on stderr and exit 2.
+def run_app(
+    fn: Callable[[], Any],
+    out_dir: Path | None = None,
+    context: dict | None = None,
+    keep_going: bool = False,
+) -> Any:
+    """Run ``fn``; report a bad option or a failed run in one line, without a traceback.
 
-    Set ``SDE_DIFFUSION_DEBUG=1`` to see the traceback instead.
+    The failure and its reason go to ``out_dir/failure.json`` (never ``metrics.json``). A single
+    run then exits with status 2; with ``keep_going`` (a job of a Hydra multirun) it returns,
+    so the other jobs and the summary go on. ``SDE_DIFFUSION_DEBUG=1`` shows the traceback.
     """
     try:
         return fn()
-    except (ValueError, TypeError, FileNotFoundError, FloatingPointError) as err:
+    except (ValueError, TypeError, FileNotFoundError, FloatingPointError, RuntimeError) as err:
         if os.environ.get("SDE_DIFFUSION_DEBUG"):
             raise
-        print(f"error: {err}", file=sys.stderr)
+        message = str(err).splitlines()[0] if str(err) else type(err).__name__
+        if out_dir is not None:
+            record = {**(context or {}), "error": message, "error_type": type(err).__name__}
+            atomic_write_json(Path(out_dir) / "failure.json", record)
+        print(f"error: {message}", file=sys.stderr)
+        if keep_going:
+            return None
         sys.exit(2)
+
+
+def precheck_choices(argv: list[str], groups: dict[str, list[str]]) -> None:
+    """Refuse ``group=name`` overrides naming no config, in one line, before Hydra composes.
+
+    Comma lists (multirun sweeps such as ``solver=pc,ode``) are checked element by element.
+    """
+    for arg in argv:
+        key, sep, value = arg.partition("=")
+        key = key.lstrip("+~")
+        if not sep or key not in groups:
+            continue
+        for name in value.split(","):
+            if name not in groups[key]:
+                print(
+                    f"error: {key}={name!r} is not a known {key}; choose one of "
+                    f"{', '.join(groups[key])}",
+                    file=sys.stderr,
+                )
+                sys.exit(2)
 
 
 def resolve_device(name: str) -> torch.device:

@@ -1,129 +1,81 @@
 """``sde-sample``: draw samples with a chosen SDE and solver; write samples, metrics and a figure.
 
     sde-sample sde=ve solver=pc steps=500 data=gaussian_mixture
+
+Writes into the run directory ``samples.npz`` (array ``x``), ``samples.png`` (2-D scatter over
+the exact density contours, or a 1-D histogram) and, last and atomically, ``metrics.json``.
+A failed run writes ``failure.json`` with the reason instead.
 """
 
 from __future__ import annotations
 
 import logging
-import math
-import time
+import sys
 from pathlib import Path
 from typing import Any
 
 import hydra
 import matplotlib
 import numpy as np
-import torch
 from hydra.core.hydra_config import HydraConfig
-from hydra.errors import InstantiationException
-from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from hydra.types import RunMode
+from omegaconf import DictConfig
 
-from ..metrics.sliced_wasserstein import sliced_wasserstein
-from ..metrics.total_variation import tv_to_mixture
-from ..sampling import sample
 from ._common import (
-    UsageError,
     atomic_write_json,
     check_int,
+    precheck_choices,
     resolve_device,
     resolve_dtype,
     run_app,
 )
+from ._job import build, check_eps, evaluate, group_options, sample_job, score_for
 
 log = logging.getLogger(__name__)
 
 
-def _build(cfg: DictConfig, key: str) -> Any:
-    """Instantiate a config group, turning Hydra's wrapped errors into one clear line."""
-    try:
-        return instantiate(cfg[key])
-    except InstantiationException as err:
-        cause = err.__cause__ or err
-        raise UsageError(f"{key}: {cause}") from err
-
-
-def _score_fn(cfg: DictConfig, sde: Any, data: Any):
-    if cfg.checkpoint is not None:
-        path = Path(str(cfg.checkpoint))
-        if not path.is_file():
-            raise FileNotFoundError(f"checkpoint={str(path)!r}: no such file")
-        raise UsageError(
-            "checkpoint: loading trained score models is not available yet; use checkpoint=null "
-            "to sample with the dataset's exact score"
-        )
-    return data.score_fn(sde)
-
-
-def run(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
-    """Sample as configured, write ``samples.npz``, a figure and ``metrics.json`` (last)."""
+def run(cfg: DictConfig, out_dir: Path, names: dict[str, str] | None = None) -> dict[str, Any]:
+    """Sample as configured; write ``samples.npz``, the figure and ``metrics.json`` (last)."""
     device = resolve_device(str(cfg.device))
     dtype = resolve_dtype(str(cfg.dtype))
     num = check_int("num_samples", cfg.num_samples, 2)
     seed = check_int("seed", cfg.seed, 0)
-    steps = cfg.steps
-    sde = _build(cfg, "sde")
-    solver = _build(cfg, "solver")
-    data = _build(cfg, "data")
-    if not solver.adaptive:
-        steps = check_int("steps", steps, 1)
-    eps = sde.eps if cfg.eps is None else cfg.eps
-    if isinstance(eps, bool) or not isinstance(eps, int | float) or not 0 < eps < sde.T:
-        raise UsageError(f"eps must be a number in (0, T) = (0, {sde.T}), got {eps!r}")
-    score = _score_fn(cfg, sde, data)
-
-    generator = torch.Generator(device=device).manual_seed(seed)
-    shape = (num, *data.event_shape)
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    start = time.perf_counter()
-    result = sample(
-        sde, score, solver, shape, steps=steps, eps=float(eps), generator=generator,
-        device=device, dtype=dtype, progress=bool(cfg.progress), denoise=bool(cfg.denoise),
+    sde, solver, data = build(cfg.sde, "sde"), build(cfg.solver, "solver"), build(cfg.data, "data")
+    eps = check_eps(cfg.eps, sde)
+    score = score_for(cfg.checkpoint, sde, data)
+    x, metrics = sample_job(
+        sde,
+        solver,
+        data,
+        score,
+        steps=cfg.steps,
+        eps=eps,
+        num_samples=num,
+        seed=seed,
+        device=device,
+        dtype=dtype,
+        denoise=bool(cfg.denoise),
+        progress=bool(cfg.progress),
     )
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    wall = time.perf_counter() - start
-    x = result.x.detach()
-
     np.savez(out_dir / "samples.npz", x=x.cpu().numpy())
-    metrics: dict[str, Any] = {
-        "sde": type(sde).__name__,
-        "solver": type(solver).__name__,
-        "steps": steps if not solver.adaptive else None,
-        "accepted_steps": result.steps,
-        "rejected_steps": result.rejected,
-        "nfe": result.nfe,
-        "wall_time_s": wall,
-        "seed": seed,
-        "device": str(device),
-        "dtype": str(cfg.dtype),
-        "num_samples": num,
-        "eps": float(eps),
-    }
-    reference = data.sample(num, generator=torch.Generator().manual_seed(seed + 1))
-    x64 = x.cpu().double()
-    metrics["sliced_wasserstein"] = float(sliced_wasserstein(
-        x64, reference.double(), generator=torch.Generator().manual_seed(seed + 2)
-    ))
-    if data.dim <= 2:
-        tv = tv_to_mixture(x64, data)
-        metrics.update(tv=float(tv.tv), tv_floor=float(tv.floor), tv_ratio=float(tv.ratio))
-    metrics["finite"] = bool(all(math.isfinite(v) for v in metrics.values() if isinstance(v, float)))
-
+    metrics.update(evaluate(x, data, sde, eps, seed), dtype=str(cfg.dtype))
+    metrics.update(sde_class=metrics["sde"], solver_class=metrics["solver"], **(names or {}))
     if cfg.figure and data.dim <= 2:
-        _figure(x64, data, metrics, out_dir / "samples.png")
+        _figure(x, data.at(eps, sde), metrics, out_dir / "samples.png")
     atomic_write_json(out_dir / "metrics.json", metrics)
     log.info(
-        "%s + %s: nfe=%d, %.2f s, sliced W2=%.4f%s", metrics["sde"], metrics["solver"],
-        result.nfe, wall, metrics["sliced_wasserstein"],
+        "%s + %s: nfe=%d, %.2f s, sliced W2=%.4f%s",
+        metrics["sde"],
+        metrics["solver"],
+        metrics["nfe"],
+        metrics["wall_time_s"],
+        metrics["sliced_wasserstein"],
         f", TV={metrics['tv']:.4f} (floor {metrics['tv_floor']:.4f})" if "tv" in metrics else "",
     )
     return metrics
 
 
-def _figure(x: torch.Tensor, data: Any, metrics: dict[str, Any], path: Path) -> None:
+def _figure(x: Any, target: Any, metrics: dict[str, Any], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -133,22 +85,32 @@ def _figure(x: torch.Tensor, data: Any, metrics: dict[str, Any], path: Path) -> 
     if "tv" in metrics:
         title += f"\nTV={metrics['tv']:.3f} (floor {metrics['tv_floor']:.3f})"
     fig, ax = plt.subplots(figsize=(5, 5))
-    draw = plot.samples_2d if data.dim == 2 else plot.samples_1d
-    draw(x, log_prob=data.log_prob, ax=ax, title=title)
+    draw = plot.samples_2d if target.dim == 2 else plot.samples_1d
+    draw(x.cpu().double(), log_prob=target.log_prob, ax=ax, title=title)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
 
+def _names(hc: Any) -> dict[str, str]:
+    """The config names chosen for the groups (``sde=ve`` gives ``"ve"``), as sde-compare uses."""
+    choices = hc.runtime.choices
+    return {g: str(choices[g]) for g in ("sde", "solver", "data") if g in choices}
+
+
 @hydra.main(config_path="pkg://sde_diffusion.conf", config_name="sample", version_base="1.3")
 def _hydra_main(cfg: DictConfig) -> None:
-    out_dir = Path(HydraConfig.get().runtime.output_dir)
-    log.debug("config:\n%s", OmegaConf.to_yaml(cfg))
-    run_app(lambda: run(cfg, out_dir))
+    hc = HydraConfig.get()
+    out_dir = Path(hc.runtime.output_dir)
+    names = _names(hc)
+    context = {**names, "steps": cfg.get("steps"), "seed": cfg.get("seed")}
+    multirun = hc.mode == RunMode.MULTIRUN
+    run_app(lambda: run(cfg, out_dir, names), out_dir, context, keep_going=multirun)
 
 
 def main() -> None:
     """Console entry point of ``sde-sample``."""
+    precheck_choices(sys.argv[1:], {g: group_options(g) for g in ("sde", "solver", "data")})
     _hydra_main()
 
 

@@ -1,0 +1,141 @@
+"""One sampling job, shared by ``sde-sample`` and ``sde-compare``: build, sample, measure."""
+
+from __future__ import annotations
+
+import math
+import time
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import torch
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from ..metrics.sliced_wasserstein import sliced_wasserstein
+from ..metrics.total_variation import tv_to_mixture
+from ..sampling import sample
+from ._common import UsageError, check_int
+
+
+def group_options(group: str) -> list[str]:
+    """The config names available in a group of the packaged ``conf/`` (e.g. ``"solver"``)."""
+    folder = resources.files("sde_diffusion.conf") / group
+    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def load_group(group: str, name: str) -> DictConfig:
+    """Load ``conf/<group>/<name>.yaml`` from the package, refusing unknown names."""
+    options = group_options(group)
+    if name not in options:
+        raise UsageError(
+            f"{group}={name!r} is not a known {group}; choose one of {', '.join(options)}"
+        )
+    text = (resources.files("sde_diffusion.conf") / group / f"{name}.yaml").read_text()
+    return OmegaConf.create(text)
+
+
+def build(node: Any, key: str) -> Any:
+    """Instantiate a config node, turning Hydra's wrapped errors into one clear line."""
+    try:
+        return instantiate(node)
+    except InstantiationException as err:
+        cause = err.__cause__ or err
+        raise UsageError(f"{key}: {cause}") from err
+
+
+def score_for(checkpoint: Any, sde: Any, data: Any):
+    """The score to sample with: the dataset's exact score when ``checkpoint`` is null."""
+    if checkpoint is not None:
+        path = Path(str(checkpoint))
+        if not path.is_file():
+            raise FileNotFoundError(f"checkpoint={str(path)!r}: no such file")
+        raise UsageError(
+            "checkpoint: loading trained score models is not available yet; use checkpoint=null "
+            "to sample with the dataset's exact score"
+        )
+    return data.score_fn(sde)
+
+
+def check_eps(eps: Any, sde: Any) -> float:
+    eps = sde.eps if eps is None else eps
+    if isinstance(eps, bool) or not isinstance(eps, int | float) or not 0 < eps < sde.T:
+        raise UsageError(f"eps must be a number in (0, T) = (0, {sde.T}), got {eps!r}")
+    return float(eps)
+
+
+def sample_job(
+    sde: Any,
+    solver: Any,
+    data: Any,
+    score: Any,
+    *,
+    steps: Any,
+    eps: float,
+    num_samples: int,
+    seed: int,
+    device: torch.device,
+    dtype: torch.dtype,
+    denoise: bool = False,
+    progress: bool = False,
+) -> tuple[torch.Tensor, dict[str, Any]]:
+    """Sample and time it; return the samples and the run's bookkeeping (no quality metrics)."""
+    if not solver.adaptive:
+        steps = check_int("steps", steps, 1)
+    generator = torch.Generator(device=device).manual_seed(seed)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    res = sample(
+        sde,
+        score,
+        solver,
+        (num_samples, *data.event_shape),
+        steps=steps,
+        eps=eps,
+        generator=generator,
+        device=device,
+        dtype=dtype,
+        progress=progress,
+        denoise=denoise,
+    )
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    wall = time.perf_counter() - start
+    info = {
+        "sde": type(sde).__name__,
+        "solver": type(solver).__name__,
+        "steps": None if solver.adaptive else steps,
+        "nfe": res.nfe,
+        "accepted_steps": res.steps,
+        "rejected_steps": res.rejected,
+        "wall_time_s": wall,
+        "seed": seed,
+        "device": str(device),
+        "num_samples": num_samples,
+        "eps": eps,
+        "denoise": bool(denoise),
+    }
+    return res.x.detach(), info
+
+
+def evaluate(x: torch.Tensor, data: Any, sde: Any, eps: float, seed: int) -> dict[str, float]:
+    """Distances of the samples to the exact law at ``eps``: sliced W2 and, in 1-D/2-D, TV."""
+    target = data.at(eps, sde)
+    x64 = x.cpu().double()
+    reference = target.sample(x.shape[0], generator=torch.Generator().manual_seed(seed + 1))
+    out = {
+        "sliced_wasserstein": float(
+            sliced_wasserstein(
+                x64, reference.double(), generator=torch.Generator().manual_seed(seed + 2)
+            )
+        )
+    }
+    if data.dim <= 2:
+        tv = tv_to_mixture(x64, target)
+        out.update(tv=float(tv.tv), tv_floor=float(tv.floor), tv_ratio=float(tv.ratio))
+    bad = [k for k, v in out.items() if not math.isfinite(v)]
+    if bad or not bool(torch.isfinite(x).all()):
+        raise FloatingPointError(f"non-finite samples or metrics ({', '.join(bad) or 'samples'})")
+    return out

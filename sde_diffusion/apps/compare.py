@@ -1,0 +1,152 @@
+"""``sde-compare``: which sampler gives the best samples for a budget of NFE and wall time?
+
+    sde-compare 'solvers=[euler_maruyama,ode_heun,ode]' 'steps=[10,20,50]' 'sdes=[vp,ve]'
+    sde-compare from_dir=multirun/sample/<date>/<time>    # summarise an sde-sample multirun
+
+Writes ``results.csv`` (one row per run: sde, solver, steps, nfe, metrics, wall time, seed,
+status and the reason of any failure), ``quality_vs_nfe.png`` and ``quality_vs_time.png``.
+A run that fails (a refused combination, NaN) is a ``failed`` row; the sweep goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import hydra
+import matplotlib
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, ListConfig
+from tqdm.auto import tqdm
+
+from ..results import collect, write_csv
+from ._common import UsageError, check_int, precheck_choices, resolve_device, resolve_dtype, run_app
+from ._job import build, check_eps, evaluate, group_options, load_group, sample_job, score_for
+
+log = logging.getLogger(__name__)
+ERRORS = (ValueError, TypeError, FloatingPointError, RuntimeError)
+
+
+def _names(cfg: DictConfig, key: str, group: str) -> list[str]:
+    value = cfg[key]
+    names = list(value) if isinstance(value, ListConfig | list) else [value]
+    for n in names:
+        load_group(group, str(n))  # refuses unknown names with the list of known ones
+    return [str(n) for n in names]
+
+
+def _steps(cfg: DictConfig) -> list[int]:
+    value = cfg.steps
+    steps = list(value) if isinstance(value, ListConfig | list) else [value]
+    return [check_int("steps", s, 1) for s in steps]
+
+
+def sweep(cfg: DictConfig, out_dir: Path) -> list[dict[str, Any]]:
+    """Run every (sde, solver, steps) combination; write the table and the plots."""
+    device, dtype = resolve_device(str(cfg.device)), resolve_dtype(str(cfg.dtype))
+    num, seed = check_int("num_samples", cfg.num_samples, 2), check_int("seed", cfg.seed, 0)
+    sdes, solvers, steps = _names(cfg, "sdes", "sde"), _names(cfg, "solvers", "solver"), _steps(cfg)
+    data = build(cfg.data, "data")
+    data_name = str(HydraConfig.get().runtime.choices.get("data", "data"))
+    plan = []
+    for sde_name in sdes:
+        for solver_name in solvers:
+            solver = build(load_group("solver", solver_name), f"solver {solver_name}")
+            for n in [None] if solver.adaptive else steps:
+                plan.append((sde_name, solver_name, n))
+    rows: list[dict[str, Any]] = []
+    for sde_name, solver_name, n in tqdm(plan, desc="runs", disable=not cfg.progress):
+        start = time.perf_counter()
+        row: dict[str, Any] = {"sde": sde_name, "solver": solver_name, "steps": n, "seed": seed}
+        try:
+            sde = build(load_group("sde", sde_name), f"sde {sde_name}")
+            solver = build(load_group("solver", solver_name), f"solver {solver_name}")
+            eps = check_eps(cfg.eps, sde)
+            x, info = sample_job(
+                sde,
+                solver,
+                data,
+                score_for(cfg.checkpoint, sde, data),
+                steps=n,
+                eps=eps,
+                num_samples=num,
+                seed=seed,
+                device=device,
+                dtype=dtype,
+                denoise=bool(cfg.denoise),
+            )
+            info.update(evaluate(x, data, sde, eps, seed))
+            info.update(sde_class=info["sde"], solver_class=info["solver"])
+            row.update(info, sde=sde_name, solver=solver_name, data=data_name, status="ok")
+        except ERRORS as err:
+            row.update(status="failed", error=str(err).splitlines()[0])
+            log.warning("%s / %s / steps=%s failed: %s", sde_name, solver_name, n, row["error"])
+        row["job_time_s"] = time.perf_counter() - start
+        rows.append(row)
+        write_csv(rows, out_dir / "results.csv")  # rows carry their status: never mistaken
+    _plots(rows, out_dir)
+    return rows
+
+
+def summarise(root: Path) -> list[dict[str, Any]]:
+    """Collect the runs under ``root`` (e.g. a Hydra multirun) into the same table and plots."""
+    rows = collect(root)
+    if not rows:
+        raise UsageError(f"from_dir={str(root)!r} holds no runs (no metrics.json or failure.json)")
+    write_csv(rows, root / "results.csv")
+    _plots(rows, root)
+    return rows
+
+
+def _plots(rows: list[dict[str, Any]], out_dir: Path) -> None:
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ..plot import quality_vs_nfe, quality_vs_time
+
+    metric = "tv" if any("tv" in r for r in rows) else "sliced_wasserstein"
+    floor = "tv_floor" if metric == "tv" else None
+    for name, draw in (
+        ("quality_vs_nfe.png", quality_vs_nfe),
+        ("quality_vs_time.png", quality_vs_time),
+    ):
+        fig, ax = plt.subplots(figsize=(6.5, 4.5))
+        draw(rows, metric=metric, ax=ax, floor_key=floor)
+        fig.tight_layout()
+        fig.savefig(out_dir / name, dpi=120)
+        plt.close(fig)
+
+
+def _report(rows: list[dict[str, Any]], where: Path) -> None:
+    failed = sum(r.get("status") != "ok" for r in rows)
+    log.info("%d runs (%d failed); table and plots in %s", len(rows), failed, where)
+
+
+def run(cfg: DictConfig, out_dir: Path) -> list[dict[str, Any]]:
+    if cfg.from_dir is not None:
+        root = Path(str(cfg.from_dir))
+        rows = summarise(root)
+        _report(rows, root)
+    else:
+        rows = sweep(cfg, out_dir)
+        _report(rows, out_dir)
+    return rows
+
+
+@hydra.main(config_path="pkg://sde_diffusion.conf", config_name="compare", version_base="1.3")
+def _hydra_main(cfg: DictConfig) -> None:
+    out_dir = Path(HydraConfig.get().runtime.output_dir)
+    run_app(lambda: run(cfg, out_dir), out_dir)
+
+
+def main() -> None:
+    """Console entry point of ``sde-compare``."""
+    precheck_choices(sys.argv[1:], {"data": group_options("data")})
+    _hydra_main()
+
+
+if __name__ == "__main__":
+    main()

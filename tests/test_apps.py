@@ -162,3 +162,29 @@ def test_configs_ship_in_the_wheel(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "solvers.dopri5.Dopri5"
+
+
+def test_parallel_launcher_runs_a_sweep(tmp_path):
+    pytest.importorskip("hydra_plugins.hydra_joblib_launcher")
+    sweep = tmp_path / "sweep"
+    run(
+        "sde-sample",
+        "-m",
+        "hydra/launcher=parallel",
+        "threads=1",
+        "solver=euler_maruyama,ode_euler",
+        "steps=5",
+        "figure=false",
+        *SMALL,
+        f"hydra.sweep.dir={sweep}",
+        cwd=tmp_path,
+    )
+    assert len(list(sweep.glob("*/metrics.json"))) == 2
+
+
+def test_slurm_launcher_config_composes(tmp_path):
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    proc = run(
+        "sde-sample", "hydra/launcher=slurm", "--cfg", "hydra", "-p", "hydra.launcher", cwd=tmp_path
+    )
+    assert "SlurmLauncher" in proc.stdout and "timeout_min: 60" in proc.stdout

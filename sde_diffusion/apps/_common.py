@@ -82,6 +82,12 @@ def resolve_dtype(name: str) -> torch.dtype:
     return DTYPES[name]
 
 
+def set_threads(value: Any) -> None:
+    """Apply the ``threads`` option (null keeps torch's default)."""
+    if value is not None:
+        torch.set_num_threads(check_int("threads", value, 1))
+
+
 def check_int(key: str, value: Any, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise UsageError(f"{key} must be an integer >= {minimum}, got {value!r}")

@@ -23,7 +23,15 @@ from omegaconf import DictConfig, ListConfig
 from tqdm.auto import tqdm
 
 from ..results import collect, write_csv
-from ._common import UsageError, check_int, precheck_choices, resolve_device, resolve_dtype, run_app
+from ._common import (
+    UsageError,
+    check_int,
+    precheck_choices,
+    resolve_device,
+    resolve_dtype,
+    run_app,
+    set_threads,
+)
 from ._job import build, check_eps, evaluate, group_options, load_group, sample_job, score_for
 
 log = logging.getLogger(__name__)
@@ -46,6 +54,7 @@ def _steps(cfg: DictConfig) -> list[int]:
 
 def sweep(cfg: DictConfig, out_dir: Path) -> list[dict[str, Any]]:
     """Run every (sde, solver, steps) combination; write the table and the plots."""
+    set_threads(cfg.get("threads"))
     device, dtype = resolve_device(str(cfg.device)), resolve_dtype(str(cfg.dtype))
     num, seed = check_int("num_samples", cfg.num_samples, 2), check_int("seed", cfg.seed, 0)
     sdes, solvers, steps = _names(cfg, "sdes", "sde"), _names(cfg, "solvers", "solver"), _steps(cfg)

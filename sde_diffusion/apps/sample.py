@@ -28,6 +28,7 @@ from ._common import (
     resolve_device,
     resolve_dtype,
     run_app,
+    set_threads,
 )
 from ._job import build, check_eps, evaluate, group_options, sample_job, score_for
 
@@ -36,6 +37,7 @@ log = logging.getLogger(__name__)
 
 def run(cfg: DictConfig, out_dir: Path, names: dict[str, str] | None = None) -> dict[str, Any]:
     """Sample as configured; write ``samples.npz``, the figure and ``metrics.json`` (last)."""
+    set_threads(cfg.get("threads"))
     device = resolve_device(str(cfg.device))
     dtype = resolve_dtype(str(cfg.dtype))
     num = check_int("num_samples", cfg.num_samples, 2)

@@ -95,7 +95,8 @@ def test_multirun_with_a_failed_job_is_summarised(tmp_path):
         (["steps=0"], ["steps", ">= 1"]),
         (["steps=abc"], ["steps", "integer"]),
         (["eps=-1"], ["eps", "(0, T)"]),
-        (["data.stds=[0.5,0.5,0.5]"], ["stds", "shape"]),
+        (["data=gaussian_mixture", "data.stds=[0.5,0.5,0.5]"], ["stds", "shape"]),
+        (["data.radius=-1"], ["radius"]),
         (["checkpoint=/no/such/file.pt"], ["checkpoint", "no such file"]),
         (["solver=pc", "solver.corrector=bogus"], ["corrector", "langevin"]),
         (["solver=pc", "solver.snr=-1"], ["snr", "> 0"]),
@@ -188,3 +189,13 @@ def test_slurm_launcher_config_composes(tmp_path):
         "sde-sample", "hydra/launcher=slurm", "--cfg", "hydra", "-p", "hydra.launcher", cwd=tmp_path
     )
     assert "SlurmLauncher" in proc.stdout and "timeout_min: 60" in proc.stdout
+
+
+def test_every_data_config_builds_a_mixture():
+    from sde_diffusion.apps._job import group_options, load_group
+    from sde_diffusion.config import build
+    from sde_diffusion.mixture import GaussianMixture
+
+    for name in group_options("data"):
+        data = build({"data": load_group("data", name)}, "data")
+        assert isinstance(data, GaussianMixture) and data.dim in (1, 2), name

@@ -1,0 +1,19 @@
+"""Score-based generative modelling through SDEs (Song et al., ICLR 2021)."""
+
+from .mixture import GaussianMixture
+from .reverse import probability_flow_ode, reverse_sde, tweedie_denoise
+from .sampling import SampleResult, sample
+from .sde import SDE, VESDE, VPSDE, SubVPSDE
+
+__all__ = [
+    "SDE",
+    "VESDE",
+    "VPSDE",
+    "GaussianMixture",
+    "SampleResult",
+    "SubVPSDE",
+    "probability_flow_ode",
+    "reverse_sde",
+    "sample",
+    "tweedie_denoise",
+]

@@ -1,0 +1,39 @@
+"""Numerical integrators for reverse-time SDEs and ODEs, independent of any SDE family.
+
+A solver integrates an :class:`Equation` (plain callables) over a time grid through
+:func:`integrate`; it knows nothing of networks, SDE classes or configs.
+"""
+
+from .base import Solver
+from .dopri5 import Dopri5
+from .equation import Equation
+from .euler_maruyama import EulerMaruyama
+from .explicit_rk import RK4, Euler, Heun
+from .grids import KarrasGrid, LogSNRGrid, QuadraticGrid, UniformGrid
+from .integrate import NonFiniteStateError, Solution, integrate
+from .noise import BrownianNoise, GeneratorNoise
+from .predictor_corrector import PredictorCorrector
+from .scipy_ode import ScipyODE
+from .torchsde_backend import TorchSDE
+
+__all__ = [
+    "RK4",
+    "BrownianNoise",
+    "Dopri5",
+    "Equation",
+    "Euler",
+    "EulerMaruyama",
+    "GeneratorNoise",
+    "Heun",
+    "KarrasGrid",
+    "LogSNRGrid",
+    "NonFiniteStateError",
+    "PredictorCorrector",
+    "QuadraticGrid",
+    "ScipyODE",
+    "Solution",
+    "Solver",
+    "TorchSDE",
+    "UniformGrid",
+    "integrate",
+]

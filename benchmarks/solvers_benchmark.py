@@ -58,9 +58,10 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3, help="timed runs per case (median)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--quick", action="store_true", help="fewer cases")
+    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     args = ap.parse_args()
 
-    torch.set_num_threads(max(1, torch.get_num_threads()))
+    torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     sde = SDES[args.sde]()
     mixture = eight_gaussians()

@@ -1,5 +1,6 @@
 """Score-based generative modelling through SDEs (Song et al., ICLR 2021)."""
 
+from .likelihood import LikelihoodResult, log_likelihood
 from .mixture import GaussianMixture
 from .reverse import probability_flow_ode, reverse_sde, tweedie_denoise
 from .sampling import SampleResult, sample
@@ -10,8 +11,10 @@ __all__ = [
     "VESDE",
     "VPSDE",
     "GaussianMixture",
+    "LikelihoodResult",
     "SampleResult",
     "SubVPSDE",
+    "log_likelihood",
     "probability_flow_ode",
     "reverse_sde",
     "sample",

@@ -7,7 +7,7 @@ vector–Jacobian products v^T J (one backward pass each), never the full Jacobi
 - Hutchinson–Skilling: tr J ~ (1/K) sum_k v_k^T J v_k with E[v v^T] = I, one VJP per probe;
   unbiased, with variance 2 (||S||_F^2 - sum_i S_ii^2) / K for Rademacher probes
   (v_i = +-1) and 2 ||S||_F^2 / K for Gaussian ones, S = (J + J^T) / 2.
-  Hutchinson (1990); Skilling (1989); used for FFJORD by Grathwohl et al. (2019), Eq. 7, and
+  Hutchinson (1990); Skilling (1989); used for FFJORD by Grathwohl et al. (2019), Sec. 3, and
   for the probability-flow ODE by Song et al. (2021), App. D.2.
 
 Every function works on flat batches x of shape (B, D) and assumes that f acts on each sample
@@ -63,8 +63,18 @@ def draw_probes(
     return (2 * bits - 1).to(dtype)
 
 
-def _vjps(fn: Field, x: Tensor, vectors: list[Tensor]) -> tuple[Tensor, list[Tensor]]:
-    """f(x) (detached) and v^T J(x) for each v, from one forward pass and one backward pass per v."""
+def _vjp_sum(
+    fn: Field,
+    x: Tensor,
+    n: int,
+    vector: Callable[[int], Tensor],
+    contract: Callable[[int, Tensor], Tensor],
+) -> tuple[Tensor, Tensor]:
+    """f(x) (detached) and sum_k contract(k, v_k^T J(x)), v_k = vector(k), over k < n.
+
+    One forward pass and n backward passes; each vector and VJP is dropped once contracted to
+    shape (B,), so the exact trace never holds D basis vectors or Jacobian rows at once.
+    """
     with torch.enable_grad():
         x = x.detach().requires_grad_(True)
         y = fn(x)
@@ -75,27 +85,26 @@ def _vjps(fn: Field, x: Tensor, vectors: list[Tensor]) -> tuple[Tensor, list[Ten
                 "the field's output does not depend on x through autograd (computed under "
                 "torch.no_grad() or detached?); its divergence needs gradients"
             )
-        out = []
-        for k, v in enumerate(vectors):
-            (g,) = torch.autograd.grad(
-                y, x, v, retain_graph=k < len(vectors) - 1, allow_unused=True
-            )
-            out.append(torch.zeros_like(x) if g is None else g)
-    return y.detach(), out
+        total = x.new_zeros(x.shape[0])
+        for k in range(n):
+            (g,) = torch.autograd.grad(y, x, vector(k), retain_graph=k < n - 1, allow_unused=True)
+            if g is not None:
+                total = total + contract(k, g)
+    return y.detach(), total
 
 
 def hutchinson_divergence(fn: Field, x: Tensor, probes: Tensor) -> tuple[Tensor, Tensor]:
     """(f(x), (1/K) sum_k v_k^T J(x) v_k) for probes ``(K, B, D)``: K VJPs.
 
-    Hutchinson (1990); Grathwohl et al. (2019), Eq. 7. Unbiased for tr J when E[v v^T] = I.
+    Hutchinson (1990); Grathwohl et al. (2019), Sec. 3. Unbiased for tr J when E[v v^T] = I.
     """
     if probes.ndim != 3 or tuple(probes.shape[1:]) != tuple(x.shape):
         raise ValueError(
             f"probes must have shape (K, *{tuple(x.shape)}), got {tuple(probes.shape)}"
         )
-    y, rows = _vjps(fn, x, list(probes.unbind(0)))
-    est = sum((r * v).sum(dim=1) for r, v in zip(rows, probes.unbind(0), strict=True))
-    return y, est / probes.shape[0]
+    n = probes.shape[0]
+    y, total = _vjp_sum(fn, x, n, lambda k: probes[k], lambda k, g: (g * probes[k]).sum(dim=1))
+    return y, total / n
 
 
 def exact_divergence(
@@ -104,13 +113,13 @@ def exact_divergence(
     """(f(x), tr J(x)) with tr J = sum_i (e_i^T J)_i: D VJPs, refused above ``max_dim``."""
     dim = x.shape[1]
     check_trace("exact", dim, max_dim=max_dim)
-    basis = []
-    for i in range(dim):
+
+    def basis(i: int) -> Tensor:
         e = torch.zeros_like(x)
         e[:, i] = 1
-        basis.append(e)
-    y, rows = _vjps(fn, x, basis)
-    return y, sum(r[:, i] for i, r in enumerate(rows))
+        return e
+
+    return _vjp_sum(fn, x, dim, basis, lambda i, g: g[:, i])
 
 
 def divergence(

@@ -40,7 +40,12 @@ def cases(quick: bool):
         yield "EulerMaruyama (ours)", EulerMaruyama(), n
         yield "torchsde euler", TorchSDE(method="euler"), n
     for n in steps[:-1]:
-        yield "PC reverse-diffusion + Langevin", PredictorCorrector(), n
+        yield "PC reverse-diffusion + annealed Langevin", PredictorCorrector(), n
+        yield (
+            "PC reverse-diffusion + Langevin (batch step, reference)",
+            PredictorCorrector(corrector="langevin", step_size="batch"),
+            n,
+        )
         yield "PC ancestral, no corrector", PredictorCorrector("ancestral", "none"), n
     for n in ode_steps:
         yield "ODE Euler", Euler(), n

@@ -57,8 +57,11 @@ class PredictorCorrector(Solver):
     Args:
         predictor: ``"euler_maruyama"``, ``"reverse_diffusion"`` (default) or ``"ancestral"``
             (see :mod:`solvers.predictors`).
-        corrector: ``"langevin"`` (default), ``"annealed_langevin"`` or ``"none"``
-            (see :mod:`solvers.correctors`).
+        corrector: ``"annealed_langevin"`` (default), ``"langevin"`` or ``"none"``
+            (see :mod:`solvers.correctors`). Annealed Langevin's step depends on t only, so
+            it is batch-independent and stable in any dimension; the reference's
+            ``"langevin"`` with a per-sample step blows up in low dimensions (where the
+            score norm nears 0), so use it with ``step_size="batch"`` there.
         snr: the corrector's target signal-to-noise ratio r > 0 (the reference's default,
             0.16; Song et al. 2021 tune it per model, Table 5).
         n_steps: corrector steps per time step (M in Algorithm 1), an integer >= 1.
@@ -71,7 +74,7 @@ class PredictorCorrector(Solver):
     """
 
     predictor: str = "reverse_diffusion"
-    corrector: str = "langevin"
+    corrector: str = "annealed_langevin"
     snr: float = 0.16
     n_steps: int = 1
     step_size: str = "per_sample"

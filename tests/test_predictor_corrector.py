@@ -408,7 +408,7 @@ def test_end_to_end_sampling_with_the_library_sdes(name):
         return -(x - alpha[:, None]) / (alpha**2 * S**2 + sigma**2)[:, None]
 
     gen = torch.Generator().manual_seed(11)
-    res = sample(sde, score, PredictorCorrector(), (64, 512), steps=200, generator=gen, dtype=DT)
+    res = sample(sde, score, PredictorCorrector(corrector="langevin"), (64, 512), steps=200, generator=gen, dtype=DT)
     alpha, sigma = sde.marginal(torch.tensor([sde.eps], dtype=DT))
     z = (res.x - alpha) / (alpha**2 * S**2 + sigma**2).sqrt()
     assert res.nfe == 400

@@ -27,19 +27,20 @@ def steps_for(solver) -> int | None:
     """Enough fixed steps for the discretisation bias to sit below the TV floor."""
     if solver.adaptive:
         return None
-    return {1: 1000, 2: 250}.get(int(solver.order), 100)
+    return {1: 500, 2: 100}.get(int(solver.order), 30)
 
 
-N, BINS, FACTOR = 20_000, 32, 1.3
+N, BINS, FACTOR = 10_000, 24, 1.3
 
 
 @pytest.mark.parametrize("sde_name", SDE_CONFIGS)
 @pytest.mark.parametrize("solver_name", SOLVER_CONFIGS)
 def test_every_solver_reaches_the_exact_marginal(solver_name, sde_name):
-    """TV of a 32 x 32 histogram (n = 20 000) to the exact law of x at eps <= 1.3 x its floor.
+    """TV of a 24 x 24 histogram (n = 10 000) to the exact law of x at eps <= 1.3 x its floor.
 
-    The floor (~0.045 here) is the expected TV of n exact samples; with 1.3x the test
-    detects a bias of about a quarter of the floor, e.g. a mode shift of ~0.05 std.
+    The floor (0.057 here) is the expected TV of n exact samples; exact sampling gives
+    1.00 +- 0.02, and the configs measured 0.95-1.05 at these step counts, so 1.3x
+    detects a bias of about a third of the floor (TV ~0.017) with a wide margin.
     """
     sde, solver = build("sde", sde_name), build("solver", solver_name)
     data = unequal_mixture(dtype=torch.float64)

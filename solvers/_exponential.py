@@ -117,7 +117,7 @@ def time_at_log_snr(equation: Equation, lam: Tensor, t_lo: Tensor, t_hi: Tensor)
     """
     lo = torch.zeros_like(lam) + t_lo
     hi = torch.zeros_like(lam) + t_hi
-    for _ in range(torch.finfo(lam.dtype).nmant + 2):
+    for _ in range(round(-math.log2(torch.finfo(lam.dtype).eps)) + 2):
         mid = 0.5 * (lo + hi)
         alpha, sigma = marginal_at(equation, mid)
         later = log_snr(alpha, sigma) < lam  # lambda(mid) below target: the root is earlier

@@ -18,6 +18,61 @@ from .noise import NoiseSource
 _NORMS = ("l2_scaled", "l2", "linf")
 
 
+class _BrownianMemory:
+    """Revealed future values of each sample's Brownian path, so rejections do not bias it.
+
+    An accept/reject test that looks at the draw selects the draws it keeps: redrawing after
+    a rejection biases the noise (measured here: TV 6-13x the floor at every tolerance).
+    Instead each sample's path is kept: every attempted step reveals W(h) - W(0), from a
+    Brownian bridge between the nearest revealed points or, past the last one, a fresh
+    increment, and a rejected step keeps what it revealed (rejection sampling with memory;
+    Rackauckas & Nie 2017, RSwM3). ``capacity`` points per sample, sorted by offset; when
+    full, the farthest one is forgotten.
+    """
+
+    def __init__(self, x: Tensor, capacity: int) -> None:
+        b, k = x.shape[0], capacity
+        self.offsets = torch.full((b, k), math.inf, device=x.device, dtype=x.dtype)
+        self.values = x.new_zeros((b, k, *x.shape[1:]))
+
+    def attempt(self, active: Tensor, h: Tensor, z: Tensor) -> tuple[Tensor, ...]:
+        """W(h) for the active samples given their memory; z ~ N(0, I) shaped like the state."""
+        off, val = self.offsets[active], self.values[active]
+        n, k = off.shape
+        rows = torch.arange(n, device=off.device)
+        j = (off < h[:, None]).sum(dim=1)  # points strictly before h; the new point goes at j
+        s_a = torch.where(j > 0, off[rows, (j - 1).clamp_min(0)], torch.zeros_like(h))
+        w_a = val[rows, (j - 1).clamp_min(0)] * append_dims(j > 0, z.ndim)
+        s_b = off[rows, j.clamp_max(k - 1)]
+        bridge = (j < k) & torch.isfinite(s_b)
+        s_b = torch.where(bridge, s_b, h + 1.0)
+        w_b = val[rows, j.clamp_max(k - 1)]
+        frac = torch.where(bridge, (h - s_a) / (s_b - s_a), torch.zeros_like(h))
+        var = torch.where(bridge, (h - s_a) * (s_b - h) / (s_b - s_a), h - s_a)
+        w = w_a + append_dims(frac, z.ndim) * (w_b - w_a) + append_dims(var.sqrt(), z.ndim) * z
+        slot = torch.arange(k, device=off.device)[None, :]
+        src = (slot - (slot > j[:, None]).long()).clamp_min(0)
+        at_j = slot == j[:, None]
+        off = torch.where(at_j, h[:, None], off.gather(1, src))
+        val = torch.where(append_dims(at_j, val.ndim), w[:, None], val[rows[:, None], src])
+        return w, off, val, j
+
+    def commit(self, active: Tensor, revealed: tuple[Tensor, ...], ok: Tensor, h: Tensor) -> None:
+        """Keep the revealed point (at slot j); where a step was accepted, move the origin to h."""
+        w, off, val, j = revealed
+        n, k = off.shape
+        rows = torch.arange(n, device=off.device)
+        src = torch.arange(k, device=off.device)[None, :] + (j + 1)[:, None]
+        valid = src < k
+        src = src.clamp_max(k - 1)
+        moved_off = torch.where(valid, off.gather(1, src) - h[:, None], math.inf)
+        moved_val = torch.where(
+            append_dims(valid, val.ndim), val[rows[:, None], src] - w[:, None], 0.0
+        )
+        self.offsets[active] = torch.where(ok[:, None], moved_off, off)
+        self.values[active] = torch.where(append_dims(ok, val.ndim), moved_val, val)
+
+
 @dataclass(frozen=True)
 class GottaGoFast(Solver):
     """Adaptive reverse-SDE sampler of Jolicoeur-Martineau et al. (2021), Algorithm 1.
@@ -65,6 +120,7 @@ class GottaGoFast(Solver):
     exponent: float = 0.9
     norm: str = "l2_scaled"
     extrapolate: bool = True
+    memory: int = 8
     max_iterations: int = 100_000
 
     def __post_init__(self) -> None:
@@ -82,6 +138,8 @@ class GottaGoFast(Solver):
             raise ValueError(f"norm must be one of {', '.join(_NORMS)}, got {self.norm!r}")
         if not isinstance(self.extrapolate, bool):
             raise ValueError(f"extrapolate must be True or False, got {self.extrapolate!r}")
+        if isinstance(self.memory, bool) or not isinstance(self.memory, int) or self.memory < 0:
+            raise ValueError(f"memory must be an integer >= 0, got {self.memory!r}")
         if isinstance(self.max_iterations, bool) or not isinstance(self.max_iterations, int):
             raise ValueError(f"max_iterations must be an integer >= 1, got {self.max_iterations!r}")
         if self.max_iterations < 1:
@@ -120,6 +178,7 @@ class GottaGoFast(Solver):
         h = torch.full_like(remaining, min(float(self.first_step), span))
         accepted = torch.zeros(b, device=x.device, dtype=torch.long)
         rejected = torch.zeros_like(accepted)
+        memory = _BrownianMemory(x, self.memory) if self.memory > 0 else None
         h_min = 1e-12 * max(1.0, abs(t_start), abs(t_end))
         iterations = 0
         while True:
@@ -138,7 +197,11 @@ class GottaGoFast(Solver):
             ha = torch.where(last, ra, ha)
             t_new = torch.where(last, torch.full_like(ta, t_end), ta + sign * ha)
             dt = append_dims(t_new - ta, x.ndim)
-            dw = append_dims(ha.sqrt(), x.ndim) * noise.normal(xa)
+            if memory is None:  # the paper's code: a fresh draw for every attempt (biased)
+                dw = append_dims(ha.sqrt(), x.ndim) * noise.normal(xa)
+            else:
+                revealed = memory.attempt(active, ha, noise.normal(xa))
+                dw = revealed[0]
             k1 = equation.drift(xa, ta) * dt + append_dims(equation.diffusion(ta), x.ndim) * dw
             x1 = xa + k1
             k2 = (
@@ -158,6 +221,8 @@ class GottaGoFast(Solver):
             x_prev[active] = torch.where(keep, x_check, x_prev[active])
             ra = torch.where(ok, torch.where(last, torch.zeros_like(ra), ra - ha), ra)
             remaining[active] = ra
+            if memory is not None:
+                memory.commit(active, revealed, ok, ha)
             accepted[active] += ok.long()
             rejected[active] += (~ok).long()
             # h <- min(t - t_end, safety h E^-r); E = 0 allows the whole rest, NaN shrinks by 10

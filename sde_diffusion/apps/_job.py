@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 import time
 from importlib import resources
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -45,16 +44,34 @@ def build(node: Any, key: str) -> Any:
         raise UsageError(f"{key}: {cause}") from err
 
 
+def sde_for(checkpoint: Any, sde: Any) -> Any:
+    """The SDE to sample with: the one a checkpoint was trained with, else ``sde``."""
+    if checkpoint is None:
+        return sde
+    from ._model import load_trained
+
+    return load_trained(checkpoint).sde
+
+
 def score_for(checkpoint: Any, sde: Any, data: Any):
-    """The score to sample with: the dataset's exact score when ``checkpoint`` is null."""
+    """The score to sample with: the dataset's exact score when ``checkpoint`` is null, else
+    the checkpoint's score model (EMA weights), which must have been trained with ``sde``."""
     if checkpoint is not None:
-        path = Path(str(checkpoint))
-        if not path.is_file():
-            raise FileNotFoundError(f"checkpoint={str(path)!r}: no such file")
-        raise UsageError(
-            "checkpoint: loading trained score models is not available yet; use checkpoint=null "
-            "to sample with the dataset's exact score"
-        )
+        from ._model import load_trained
+
+        trained = load_trained(checkpoint)
+        if repr(trained.sde) != repr(sde):
+            raise UsageError(
+                f"checkpoint={str(checkpoint)!r} was trained with {trained.sde!r}, "
+                f"not {sde!r}: sample with the SDE it was trained with"
+            )
+        shape = tuple(getattr(data, "event_shape", trained.data_shape))
+        if shape != trained.data_shape:
+            raise UsageError(
+                f"checkpoint={str(checkpoint)!r} was trained on data of shape "
+                f"{trained.data_shape}, but the data here has shape {shape}"
+            )
+        return trained.score_fn()
     return data.score_fn(sde)
 
 

@@ -30,7 +30,7 @@ from ._common import (
     run_app,
     set_threads,
 )
-from ._job import build, check_eps, evaluate, group_options, sample_job, score_for
+from ._job import build, check_eps, evaluate, group_options, sample_job, score_for, sde_for
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +43,7 @@ def run(cfg: DictConfig, out_dir: Path, names: dict[str, str] | None = None) -> 
     num = check_int("num_samples", cfg.num_samples, 2)
     seed = check_int("seed", cfg.seed, 0)
     sde, solver, data = build(cfg.sde, "sde"), build(cfg.solver, "solver"), build(cfg.data, "data")
+    sde = sde_for(cfg.checkpoint, sde)  # a checkpoint samples with the SDE it was trained with
     eps = check_eps(cfg.eps, sde)
     score = score_for(cfg.checkpoint, sde, data)
     x, metrics = sample_job(

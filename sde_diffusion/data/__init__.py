@@ -1,0 +1,18 @@
+"""Training data: 2-D toy sets, Gaussian mixtures, images, and their scaling."""
+
+from .images import DigitsDataset, ImageFolderDataset, PixelDataset, TorchvisionDataset
+from .scaling import ImageScaler
+from .toy import ToyDataset, checkerboard, moons, rings, swiss_roll
+
+__all__ = [
+    "DigitsDataset",
+    "ImageFolderDataset",
+    "ImageScaler",
+    "PixelDataset",
+    "ToyDataset",
+    "TorchvisionDataset",
+    "checkerboard",
+    "moons",
+    "rings",
+    "swiss_roll",
+]

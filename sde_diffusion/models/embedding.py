@@ -1,0 +1,76 @@
+"""Embeddings of the scalar noise conditioning c (one value per sample) into feature vectors."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+EMBEDDINGS = ("fourier", "sinusoidal")
+
+
+def _check_dim(embed_dim: int) -> int:
+    if isinstance(embed_dim, bool) or not isinstance(embed_dim, int) or embed_dim < 2:
+        raise ValueError(f"embed_dim must be an even integer >= 2, got {embed_dim!r}")
+    if embed_dim % 2:
+        raise ValueError(f"embed_dim must be even (half sines, half cosines), got {embed_dim}")
+    return embed_dim
+
+
+class GaussianFourierProjection(nn.Module):
+    """[sin(2 pi c W), cos(2 pi c W)] with fixed random frequencies W ~ N(0, scale^2).
+
+    Tancik et al. (2020), random Fourier features; used for the noise level in NCSN++
+    (Song et al., 2021, App. H). W is a buffer: saved with the weights, never trained.
+    """
+
+    def __init__(self, embed_dim: int = 128, scale: float = 16.0) -> None:
+        super().__init__()
+        _check_dim(embed_dim)
+        if not (math.isfinite(scale) and scale > 0):
+            raise ValueError(f"fourier_scale must be finite and > 0, got {scale!r}")
+        self.register_buffer("W", torch.randn(embed_dim // 2) * scale)
+
+    def forward(self, c: Tensor) -> Tensor:
+        proj = 2 * math.pi * c[:, None] * self.W.to(c.dtype)[None, :]
+        return torch.cat([proj.sin(), proj.cos()], dim=-1)
+
+
+class SinusoidalEmbedding(nn.Module):
+    """Transformer positional encoding of c: [cos(c w_k), sin(c w_k)], w_k = max_period^(-k/half).
+
+    Vaswani et al. (2017), Sec. 3.5; the time embedding of DDPM (Ho et al., 2020, App. B).
+    ``scale`` multiplies c first (DDPM feeds the step index 0..999).
+    """
+
+    def __init__(self, embed_dim: int = 128, max_period: float = 10_000.0, scale: float = 1.0):
+        super().__init__()
+        half = _check_dim(embed_dim) // 2
+        if not (math.isfinite(max_period) and max_period > 1):
+            raise ValueError(f"max_period must be finite and > 1, got {max_period!r}")
+        freqs = torch.exp(-math.log(max_period) * torch.arange(half) / half)
+        self.register_buffer("freqs", freqs)
+        self.scale = float(scale)
+
+    def forward(self, c: Tensor) -> Tensor:
+        arg = self.scale * c[:, None] * self.freqs.to(c.dtype)[None, :]
+        return torch.cat([arg.cos(), arg.sin()], dim=-1)
+
+
+def make_embedding(kind: str, embed_dim: int, fourier_scale: float = 16.0) -> nn.Module:
+    """The embedding named ``kind`` ("fourier" or "sinusoidal")."""
+    if kind == "fourier":
+        return GaussianFourierProjection(embed_dim, fourier_scale)
+    if kind == "sinusoidal":
+        return SinusoidalEmbedding(embed_dim)
+    raise ValueError(f"embedding must be one of {EMBEDDINGS}, got {kind!r}")
+
+
+def check_condition(c: Tensor, batch: int) -> Tensor:
+    """Return c of shape (B,), expanding a scalar; refuse other shapes."""
+    if c.ndim == 0:
+        return c.expand(batch)
+    if tuple(c.shape) != (batch,):
+        raise ValueError(f"c must be a scalar or of shape (B,) = ({batch},), got {tuple(c.shape)}")
+    return c

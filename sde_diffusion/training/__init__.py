@@ -1,0 +1,22 @@
+"""Training score models: the loop, checkpoints, the loss log, resumable batches, DDP set-up."""
+
+from .checkpoint import CheckpointError, CheckpointManager, load_checkpoint, save_checkpoint
+from .distributed import DistInfo, cleanup_distributed, init_distributed
+from .log import TrainLogger, read_log
+from .sampler import ShardedBatches
+from .trainer import LinearWarmup, Trainer
+
+__all__ = [
+    "CheckpointError",
+    "CheckpointManager",
+    "DistInfo",
+    "LinearWarmup",
+    "ShardedBatches",
+    "TrainLogger",
+    "Trainer",
+    "cleanup_distributed",
+    "init_distributed",
+    "load_checkpoint",
+    "read_log",
+    "save_checkpoint",
+]

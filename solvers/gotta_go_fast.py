@@ -105,7 +105,12 @@ class GottaGoFast(Solver):
             atol = 0.0078, rtol = 0.01–0.05.
         first_step: the initial step h_init > 0 (paper: 0.01).
         safety: theta in (0, 1]; exponent: r in (0, 1]; norm: ``"l2_scaled"``, ``"l2"`` or
-            ``"linf"``; max_iterations: the bound on batched attempts.
+            ``"linf"``; extrapolate: keep x'' (True) or x'.
+        memory: points of each sample's Brownian path kept across rejections (see
+            :class:`_BrownianMemory`); 0 redraws the noise after a rejection, as the paper's
+            code does, which biases the samples (a rejection test that looks at the draw keeps
+            the small ones: on an Ornstein-Uhlenbeck test the variance comes out 13-40% low).
+        max_iterations: the bound on batched attempts.
     """
 
     order: ClassVar[float] = 1.0
@@ -193,7 +198,7 @@ class GottaGoFast(Solver):
             iterations += 1
             xa, ha, ra = x[active], h[active], remaining[active]
             ta = t_end - sign * ra
-            last = ha >= ra  # h <= remaining always; equality lands exactly on t_end
+            last = ha >= (1 - 1e-6) * ra  # h <= remaining; the step to t_end lands exactly on it
             ha = torch.where(last, ra, ha)
             t_new = torch.where(last, torch.full_like(ta, t_end), ta + sign * ha)
             dt = append_dims(t_new - ta, x.ndim)

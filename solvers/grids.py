@@ -8,6 +8,7 @@ log-SNR grids use it, and they invert it numerically, so no grid knows any SDE f
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -90,7 +91,38 @@ class KarrasGrid:
 
 @dataclass(frozen=True)
 class LogSNRGrid:
-    """Uniform in the log-SNR lambda(t) = -log noise_level(t): Lu et al. (2022), DPM-Solver."""
+    """Uniform in the log-SNR lambda(t) = -log noise_level(t): Lu et al. (2022), DPM-Solver.
+
+    Optional ``level_max`` and ``level_min`` clip the uniform part to noise levels in
+    [level_min, level_max], as EDM's sigma_max and sigma_min bound its schedule (Karras et al.,
+    2022, Sec. 3 and Table 1): an end beyond a clip is reached in one step, so no steps go
+    where the noise hides the data's structure or where the data are already resolved.
+    If the steps cannot cover the clipped ends plus one uniform step, the clips are ignored.
+    With ``outer`` > 0 a clipped end gets max(1, round(steps * outer * its lambda-length /
+    (core length + outer * clipped lengths))) log-uniform steps instead of one: steps ``outer``
+    times as dense there, so the grid refines everywhere as the step count grows.
+    """
+
+    level_min: float | None = None
+    level_max: float | None = None
+    outer: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("level_min", "level_max"):
+            v = getattr(self, name)
+            if v is not None and not (
+                isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < math.inf
+            ):
+                raise ValueError(f"{name} must be None or a finite number > 0, got {v!r}")
+        if isinstance(self.outer, bool) or not isinstance(self.outer, (int, float)):
+            raise ValueError(f"outer must be a number in [0, 1], got {self.outer!r}")
+        if not 0 <= self.outer <= 1:
+            raise ValueError(f"outer must be a number in [0, 1], got {self.outer!r}")
+        if self.level_min is not None and self.level_max is not None:
+            if not self.level_min < self.level_max:
+                raise ValueError(
+                    f"level_min must be < level_max, got {self.level_min} >= {self.level_max}"
+                )
 
     def __call__(
         self, t_start: float, t_end: float, steps: int, noise_level: NoiseLevel | None = None
@@ -99,8 +131,37 @@ class LogSNRGrid:
         if noise_level is None:
             raise ValueError("LogSNRGrid needs noise_level(t) = sigma(t)/alpha(t)")
         ends = noise_level(torch.tensor([t_start, t_end], dtype=torch.float64)).log()
-        u = torch.linspace(0.0, 1.0, steps + 1, dtype=torch.float64)
-        levels = (ends[0] + u * (ends[1] - ends[0])).exp()
+        hi, lo = ends[0], ends[1]
+        cut_hi = self.level_max is not None and math.log(self.level_max) < float(hi)
+        cut_lo = self.level_min is not None and math.log(self.level_min) > float(lo)
+        n = steps - cut_hi - cut_lo
+        if cut_hi:
+            hi = torch.tensor(math.log(self.level_max), dtype=torch.float64)
+        if cut_lo:
+            lo = torch.tensor(math.log(self.level_min), dtype=torch.float64)
+        if n < 1 or not hi > lo:  # nothing left between the clips: the plain grid
+            cut_hi = cut_lo = False
+            n, hi, lo = steps, ends[0], ends[1]
+        n_hi, n_lo = int(cut_hi), int(cut_lo)
+        if self.outer > 0 and (cut_hi or cut_lo):
+            l_hi, l_lo = float(ends[0] - hi), float(lo - ends[1])
+            total = float(hi - lo) + self.outer * (l_hi + l_lo)
+            n_hi = max(1, round(steps * self.outer * l_hi / total)) if cut_hi else 0
+            n_lo = max(1, round(steps * self.outer * l_lo / total)) if cut_lo else 0
+            while steps - n_hi - n_lo < 1:  # keep one core step: trim the longer clipped end
+                n_hi, n_lo = (n_hi - 1, n_lo) if n_hi > max(n_lo, 1) else (n_hi, n_lo - 1)
+            n = steps - n_hi - n_lo
+        u = torch.linspace(0.0, 1.0, n + 1, dtype=torch.float64)
+        log_levels = [hi + u * (lo - hi)]
+        if n_hi:
+            log_levels.insert(
+                0, torch.linspace(float(ends[0]), float(hi), n_hi + 1, dtype=torch.float64)[:-1]
+            )
+        if n_lo:
+            log_levels.append(
+                torch.linspace(float(lo), float(ends[1]), n_lo + 1, dtype=torch.float64)[1:]
+            )
+        levels = torch.cat(log_levels).exp()
         return _finish(_invert(noise_level, levels, t_end, t_start), t_start, t_end)
 
 

@@ -6,9 +6,11 @@ A solver integrates an :class:`Equation` (plain callables) over a time grid thro
 
 from .base import Solver
 from .dopri5 import Dopri5
+from .dpm_solver_pp_sde import DPMSolverPPSDE
 from .equation import Equation
 from .euler_maruyama import EulerMaruyama
 from .explicit_rk import RK4, Euler, Heun
+from .gotta_go_fast import GottaGoFast
 from .grids import KarrasGrid, LogSNRGrid, QuadraticGrid, UniformGrid
 from .integrate import NonFiniteStateError, Solution, integrate
 from .noise import BrownianNoise, GeneratorNoise
@@ -19,11 +21,13 @@ from .torchsde_backend import TorchSDE
 __all__ = [
     "RK4",
     "BrownianNoise",
+    "DPMSolverPPSDE",
     "Dopri5",
     "Equation",
     "Euler",
     "EulerMaruyama",
     "GeneratorNoise",
+    "GottaGoFast",
     "Heun",
     "KarrasGrid",
     "LogSNRGrid",

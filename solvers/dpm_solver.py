@@ -79,7 +79,7 @@ class DPMSolver(Solver):
             return base, state
 
         fractions = (0.5,) if self.order == 2 else (1.0 / 3.0, 2.0 / 3.0)
-        targets = lam_s + h * torch.tensor(fractions, dtype=h.dtype, device=h.device)
+        targets = torch.stack([lam_s + r * h for r in fractions])
         times = time_at_log_snr(equation, targets, t_next, t)
         alphas, sigmas = marginal_at(equation, times)
         rh = log_snr(alphas, sigmas) - lam_s  # r_i h, as reached by the bisection

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -45,11 +46,16 @@ class MultistepState:
     base_nodes: int = 0
 
 
-def check_multistep(name: str, order: int, allowed: tuple[int, ...], variant: str) -> None:
+def check_multistep(
+    name: str, order: int, allowed: tuple[int, ...], variant: str, max_step_ratio: float
+) -> None:
     if isinstance(order, bool) or order not in allowed:
         raise ValueError(f"{name}: order must be one of {allowed}, got {order!r}")
     if variant not in VARIANTS:
         raise ValueError(f"{name}: variant must be one of {VARIANTS}, got {variant!r}")
+    ratio = max_step_ratio
+    if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not ratio >= 1:
+        raise ValueError(f"{name}: max_step_ratio must be a number >= 1 (or inf), got {ratio!r}")
 
 
 def init_multistep(name: str, order: int, grid: Tensor) -> MultistepState:
@@ -81,6 +87,7 @@ def exponential_update(
     lams: tuple[Tensor, ...],
     outputs: tuple[Tensor, ...],
     variant: str = "exact",
+    max_step_ratio: float = math.inf,
 ) -> Tensor:
     """x_t = sigma_t/sigma_s x_s + alpha_t int_0^h e^(u-h) P(u) du, P through (lams - lam_s, outputs).
 
@@ -89,6 +96,10 @@ def exponential_update(
     exact weight int_0^h e^(u-h) u du of the first divided difference by h B(h)/2 with
     B(h) = h or 1 - e^(-h), the truncated coefficients of UniPC (Zhao et al., 2023, Sec. 3.3);
     "bh2" is DPM-Solver++(2M), Lu et al. (2022b), Algorithm 2.
+
+    Where h exceeds ``max_step_ratio`` times the last spacing lambda_s - lambda_prev, the
+    polynomial would be extrapolated far beyond its nodes; the update then falls back to the
+    first-order one (DDIM), chosen on the device with torch.where.
     """
     h = lam_t - lam_s
     nodes = [lam - lam_s for lam in lams]
@@ -96,7 +107,12 @@ def exponential_update(
     if len(nodes) == 2 and variant != "exact":
         b_h = h if variant == "bh1" else -torch.expm1(-h)
         moments[1] = 0.5 * h * b_h
-    return (sigma_t / sigma_s) * x + alpha_t * interpolant_integral(nodes, outputs, moments)
+    out = (sigma_t / sigma_s) * x + alpha_t * interpolant_integral(nodes, outputs, moments)
+    if len(nodes) >= 2 and math.isfinite(max_step_ratio):
+        low = (sigma_t / sigma_s) * x + alpha_t * moments[0] * outputs[0]
+        h_prev = lams[0] - lams[1]
+        out = torch.where((h > max_step_ratio * h_prev) | (h * max_step_ratio < h_prev), low, out)
+    return out
 
 
 @dataclass(frozen=True)
@@ -134,10 +150,13 @@ class DPMSolverPP(Solver):
     order: int = 2
     lower_order_final: bool = True
     variant: str = "exact"
+    max_step_ratio: float = 2.0
     grid: Callable[..., Tensor] | None = LogSNRGrid()
 
     def __post_init__(self) -> None:
-        check_multistep(type(self).__name__, self.order, (1, 2, 3), self.variant)
+        check_multistep(
+            type(self).__name__, self.order, (1, 2, 3), self.variant, self.max_step_ratio
+        )
 
     def init(self, equation: Equation, x: Tensor, grid: Tensor) -> MultistepState:
         return init_multistep(type(self).__name__, self.order, grid)
@@ -159,7 +178,8 @@ class DPMSolverPP(Solver):
         outputs = (data_prediction(equation, x, t, alpha_s, sigma_s), *state.outputs)
         outputs = outputs[: self.order]
         x_next = exponential_update(
-            x, lam_s, sigma_s, lam_t, alpha_t, sigma_t, lams[:k], outputs[:k], self.variant
-        )
+            x, lam_s, sigma_s, lam_t, alpha_t, sigma_t, lams[:k], outputs[:k],
+            self.variant, self.max_step_ratio,
+        )  # fmt: skip
         new = MultistepState(steps=state.steps, index=state.index + 1, lams=lams, outputs=outputs)
         return x_next, new

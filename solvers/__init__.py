@@ -6,7 +6,10 @@ A solver integrates an :class:`Equation` (plain callables) over a time grid thro
 
 from .base import Solver
 from .dopri5 import Dopri5
+from .dpm_solver import DPMSolver
+from .dpm_solver_pp import DPMSolverPP
 from .dpm_solver_pp_sde import DPMSolverPPSDE
+from .edm_heun import EDMHeun
 from .equation import Equation
 from .euler_maruyama import EulerMaruyama
 from .explicit_rk import RK4, Euler, Heun
@@ -17,12 +20,16 @@ from .noise import BrownianNoise, GeneratorNoise
 from .predictor_corrector import PredictorCorrector
 from .scipy_ode import ScipyODE
 from .torchsde_backend import TorchSDE
+from .unipc import UniPC
 
 __all__ = [
     "RK4",
     "BrownianNoise",
+    "DPMSolver",
+    "DPMSolverPP",
     "DPMSolverPPSDE",
     "Dopri5",
+    "EDMHeun",
     "Equation",
     "Euler",
     "EulerMaruyama",
@@ -38,6 +45,7 @@ __all__ = [
     "Solution",
     "Solver",
     "TorchSDE",
+    "UniPC",
     "UniformGrid",
     "integrate",
 ]

@@ -58,6 +58,7 @@ class DPMSolver(Solver):
 
     @property
     def nfe_per_step(self) -> int:
+        """Score evaluations per step: the order."""
         return int(self.order)
 
     def step(

@@ -58,6 +58,7 @@ class EDMHeun(Solver):
     order: ClassVar[float] = 2.0
     equation: ClassVar[str] = "ode"
     requires: ClassVar[tuple[str, ...]] = ("score", "marginal")
+    nfe_per_step: ClassVar[int] = 2  # 1 on the last step with final_euler
 
     S_churn: float = 0.0
     S_tmin: float = 0.0

@@ -110,8 +110,10 @@ def test_convergence_order(solver, steps, above, sde_name):
     grid = KarrasGrid(7.0) if isinstance(solver, EDMHeun) else LogSNRGrid()
     p, errs, nfes = slope(solver, sde, steps, grid)
     assert solver.order - 0.35 < p < solver.order + above, (p, errs)
-    per_step = {DPMSolver: getattr(solver, "order", 1), EDMHeun: 2}.get(type(solver), 1)
-    assert nfes == [per_step * n for n in steps]
+    assert nfes == [solver.nfe_per_step * n for n in steps]
+    assert solver.nfe_per_step == {DPMSolver: getattr(solver, "order", 0), EDMHeun: 2}.get(
+        type(solver), 1
+    )
 
 
 def test_lower_order_final_costs_little(sde):

@@ -41,6 +41,13 @@ def log_snr(alpha: Tensor, sigma: Tensor) -> Tensor:
     return alpha.log() - sigma.log()
 
 
+def step_ends(equation: Equation, t: Tensor, t_next: Tensor) -> tuple[Tensor, ...]:
+    """(alpha_s, sigma_s, alpha_t, sigma_t, lambda_s, lambda_t) at the step's two ends."""
+    alpha_s, sigma_s = marginal_at(equation, t)
+    alpha_t, sigma_t = marginal_at(equation, t_next)
+    return alpha_s, sigma_s, alpha_t, sigma_t, log_snr(alpha_s, sigma_s), log_snr(alpha_t, sigma_t)
+
+
 def data_prediction(equation: Equation, x: Tensor, t: Tensor, alpha: Tensor, sigma: Tensor):
     """x0_hat(x, t) = (x + sigma^2 s(x, t)) / alpha: one score evaluation."""
     return (x + sigma**2 * equation.score(x, batch_time(t, x))) / alpha

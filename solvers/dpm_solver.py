@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
-from ._exponential import log_snr, marginal_at, noise_prediction, phi, time_at_log_snr
+from ._exponential import log_snr, marginal_at, noise_prediction, phi, step_ends, time_at_log_snr
 from .base import Solver
 from .equation import Equation
 from .grids import LogSNRGrid
@@ -70,9 +70,7 @@ class DPMSolver(Solver):
         state: Any,
         noise: NoiseSource | None,
     ) -> tuple[Tensor, Any]:
-        alpha_s, sigma_s = marginal_at(equation, t)
-        alpha_t, sigma_t = marginal_at(equation, t_next)
-        lam_s, lam_t = log_snr(alpha_s, sigma_s), log_snr(alpha_t, sigma_t)
+        alpha_s, sigma_s, alpha_t, sigma_t, lam_s, lam_t = step_ends(equation, t, t_next)
         h = lam_t - lam_s
         eps_s = noise_prediction(equation, x, t, sigma_s)
         base = (alpha_t / alpha_s) * x - sigma_t * h * phi(1, h) * eps_s

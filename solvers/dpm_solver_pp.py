@@ -14,8 +14,7 @@ from ._exponential import (
     data_prediction,
     interpolant_integral,
     kernel_moments,
-    log_snr,
-    marginal_at,
+    step_ends,
 )
 from .base import Solver
 from .equation import Equation
@@ -174,9 +173,7 @@ class DPMSolverPP(Solver):
         state: MultistepState,
         noise: NoiseSource | None,
     ) -> tuple[Tensor, Any]:
-        alpha_s, sigma_s = marginal_at(equation, t)
-        alpha_t, sigma_t = marginal_at(equation, t_next)
-        lam_s, lam_t = log_snr(alpha_s, sigma_s), log_snr(alpha_t, sigma_t)
+        alpha_s, sigma_s, alpha_t, sigma_t, lam_s, lam_t = step_ends(equation, t, t_next)
         k = current_order(self.order, state, self.lower_order_final)
         lams = (lam_s, *state.lams)[: self.order]
         outputs = (data_prediction(equation, x, t, alpha_s, sigma_s), *state.outputs)

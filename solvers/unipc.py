@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 
 from torch import Tensor
 
-from ._exponential import data_prediction, log_snr, marginal_at
+from ._exponential import data_prediction, step_ends
 from .base import Solver
 from .dpm_solver_pp import (
     MultistepState,
@@ -92,9 +92,7 @@ class UniPC(Solver):
         state: MultistepState,
         noise: NoiseSource | None,
     ) -> tuple[Tensor, Any]:
-        alpha_s, sigma_s = marginal_at(equation, t)
-        alpha_t, sigma_t = marginal_at(equation, t_next)
-        lam_s, lam_t = log_snr(alpha_s, sigma_s), log_snr(alpha_t, sigma_t)
+        alpha_s, sigma_s, alpha_t, sigma_t, lam_s, lam_t = step_ends(equation, t, t_next)
         x0_s = data_prediction(equation, x, t, alpha_s, sigma_s)
         if state.base is not None:  # UniC: correct the previous prediction with x0_s
             n = state.base_nodes

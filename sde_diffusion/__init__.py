@@ -1,5 +1,6 @@
 """Score-based generative modelling through SDEs (Song et al., ICLR 2021)."""
 
+from .forward import simulate_forward
 from .likelihood import LikelihoodResult, log_likelihood
 from .mixture import GaussianMixture
 from .reverse import probability_flow_ode, reverse_sde, tweedie_denoise
@@ -18,5 +19,6 @@ __all__ = [
     "probability_flow_ode",
     "reverse_sde",
     "sample",
+    "simulate_forward",
     "tweedie_denoise",
 ]

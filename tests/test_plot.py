@@ -25,6 +25,7 @@ from sde_diffusion.plot import (  # noqa: E402
     image_grids,
     marginal_heatmaps,
     sample_paths,
+    samples_1d,
     score_field,
     score_fields,
     sde_vs_ode_paths,
@@ -295,3 +296,18 @@ def test_animate_paths_bad_input():
         animate_paths(t, torch.zeros(4, 10), kind="scatter")
     with pytest.raises(ValueError, match="times length 4 must match states"):
         animate_paths(t, torch.zeros(5, 10, 2))
+
+
+def test_samples_1d_histogram_and_density_curve_label() -> None:
+    from sde_diffusion.datasets import bimodal_1d
+
+    data = bimodal_1d()
+    x = data.sample(2000, generator=torch.Generator().manual_seed(0))
+    ax = samples_1d(x, data.log_prob, density_label="prior")
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["samples", "prior"]
+    assert len(ax.patches) == 100  # one bar per bin
+    (curve,) = ax.lines
+    # The curve is the exact density: its trapezoid integral over the plotted range is ~1.
+    area = np.trapezoid(curve.get_ydata(), curve.get_xdata())
+    assert abs(area - 1.0) < 1e-2
+    plt.close("all")

@@ -58,8 +58,9 @@ def samples_1d(
     ax: Axes | None = None,
     title: str | None = None,
     bins: int = 100,
+    density_label: str = "exact density",
 ) -> Axes:
-    """Histogram of 1-D samples against an exact density curve (if ``log_prob`` given)."""
+    """Histogram of 1-D samples against a density curve (if ``log_prob`` given)."""
     ax = _axes(ax)
     x = samples.detach().reshape(-1).double().cpu().numpy()
     lo, hi = _limits(x)
@@ -67,7 +68,7 @@ def samples_1d(
     if log_prob is not None:
         grid = np.linspace(lo, hi, 500)
         dens = log_prob(torch.from_numpy(grid)[:, None]).exp().cpu().numpy()
-        ax.plot(grid, dens, color="k", lw=1.5, label="exact density")
+        ax.plot(grid, dens, color="k", lw=1.5, label=density_label)
     ax.set(xlabel="$x$", ylabel="density")
     ax.legend()
     if title:

@@ -11,6 +11,7 @@ from torch import Tensor
 from solvers.base import Solver
 from solvers.grids import UniformGrid
 from solvers.integrate import integrate
+from solvers.seeded_noise import SeededNoise
 
 from .reverse import ScoreFn, probability_flow_ode, reverse_sde, tweedie_denoise
 from .sde.base import SDE
@@ -46,6 +47,7 @@ def sample(
     save_at: str | Sequence[float] | None = None,
     check_finite: bool = True,
     x_init: Tensor | None = None,
+    seeds: Sequence[int] | Tensor | None = None,
 ) -> SampleResult:
     """Draw samples by integrating the reverse-time SDE or probability-flow ODE from T to eps.
 
@@ -64,9 +66,17 @@ def sample(
         save_at: ``"grid"`` or a sequence of times at which to keep the state.
         check_finite: raise if the state becomes NaN or inf (the error names the step).
         x_init: start from this x_T instead of a prior draw.
+        seeds: one integer seed per sample (instead of ``generator``): the prior draw and all
+            solver noise of sample ``i`` depend on ``seeds[i]`` only, so a sample is the same
+            in any batch (:class:`solvers.SeededNoise`).
 
     Returns:
         A :class:`SampleResult` with ``.x`` and ``.nfe``.
+
+    Sampling runs under ``torch.no_grad()``: an ``nn.Module`` passed as ``score_fn`` would
+    otherwise keep the autograd graph of every step (measured: +18.8 GB and 3.7x the time for
+    40 NFE of the 2-D MLP at n = 20,000). A score that needs autograd inside (the gradient of
+    an energy, say) must open ``torch.enable_grad()`` itself.
     """
     eps = sde.eps if eps is None else sde.check_eps(eps)
     if not solver.adaptive:
@@ -74,7 +84,16 @@ def sample(
             raise ValueError(f"{type(solver).__name__} is a fixed-step solver: give steps >= 1")
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
             raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
-    if x_init is None:
+    noise = None
+    if seeds is not None:
+        if generator is not None:
+            raise ValueError("give either generator or seeds, not both")
+        noise = SeededNoise(seeds)
+        if noise.seeds.numel() != shape[0]:
+            raise ValueError(f"seeds has {noise.seeds.numel()} entries for a batch of {shape[0]}")
+    if x_init is None and noise is not None:
+        x = sde.prior_std * noise.normal(torch.empty(tuple(shape), device=device, dtype=dtype))
+    elif x_init is None:
         x = sde.prior_sample(tuple(shape), generator=generator, device=device, dtype=dtype)
     else:
         if tuple(x_init.shape) != tuple(shape):
@@ -86,22 +105,24 @@ def sample(
     time_grid = make_grid(
         sde.T, eps, steps if steps is not None else 1, noise_level=sde.noise_level
     )
-    sol = integrate(
-        solver,
-        equation,
-        x,
-        time_grid,
-        generator=generator,
-        callback=callback,
-        progress=progress,
-        check_finite=check_finite,
-        save_at=save_at,
-    )
-    x, nfe = sol.x, sol.nfe
-    if denoise:
-        t_end = torch.full((x.shape[0],), eps, device=x.device, dtype=x.dtype)
-        x = tweedie_denoise(sde, score_fn, x, t_end)
-        nfe += 1
+    with torch.no_grad():  # a network called directly would record every step's graph
+        sol = integrate(
+            solver,
+            equation,
+            x,
+            time_grid,
+            generator=generator,
+            noise=noise,
+            callback=callback,
+            progress=progress,
+            check_finite=check_finite,
+            save_at=save_at,
+        )
+        x, nfe = sol.x, sol.nfe
+        if denoise:
+            t_end = torch.full((x.shape[0],), eps, device=x.device, dtype=x.dtype)
+            x = tweedie_denoise(sde, score_fn, x, t_end)
+            nfe += 1
     return SampleResult(
         x=x,
         nfe=nfe,

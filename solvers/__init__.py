@@ -19,6 +19,7 @@ from .integrate import NonFiniteStateError, Solution, integrate
 from .noise import BrownianNoise, GeneratorNoise
 from .predictor_corrector import PredictorCorrector
 from .scipy_ode import ScipyODE
+from .seeded_noise import SeededNoise
 from .torchsde_backend import TorchSDE
 from .unipc import UniPC
 
@@ -42,6 +43,7 @@ __all__ = [
     "PredictorCorrector",
     "QuadraticGrid",
     "ScipyODE",
+    "SeededNoise",
     "Solution",
     "Solver",
     "TorchSDE",

@@ -8,6 +8,7 @@ from .fields import score_field, score_fields
 from .images import image_grid, image_grids, tile_images
 from .paths import sample_paths, sde_vs_ode_paths
 from .samples import samples_1d, samples_2d
+from .training import loss_curve
 
 __all__ = [
     "animate_paths",
@@ -15,6 +16,7 @@ __all__ = [
     "empirical_density",
     "image_grid",
     "image_grids",
+    "loss_curve",
     "marginal_heatmaps",
     "quality_vs_nfe",
     "quality_vs_time",

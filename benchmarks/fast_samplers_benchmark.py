@@ -44,6 +44,7 @@ GRIDS = {
     "logsnr[0.02,5]": LogSNRGrid(level_min=0.02, level_max=5.0),
     "logsnr[0.05,3]+0.1": LogSNRGrid(level_min=0.05, level_max=3.0, outer=0.1),
     "logsnr[0.02,5]+0.1": LogSNRGrid(level_min=0.02, level_max=5.0, outer=0.1),
+    "logsnr[0.05,10]+0.3": LogSNRGrid(level_min=0.05, level_max=10.0, outer=0.3),
 }
 
 

@@ -2,28 +2,27 @@
 
     python benchmarks/peers_benchmark.py --kdiffusion-path /path/to/site  # full run
     python benchmarks/peers_benchmark.py --quick                          # a smoke run
+    python benchmarks/peers_benchmark.py --kdiffusion-path SITE --rows r.json --figure f.png
+    python benchmarks/peers_benchmark.py --from-rows r.json --figure f.png  # figure only
 
 For each forward SDE (VP, sub-VP, VE), each exact-score 2-D mixture (eight Gaussians, the
 unequal mixture) and each NFE budget (5, 10, 20, 50), it draws ``--n`` samples with every
 sampler and prints a Markdown table of the total variation of their 32 x 32 histogram to the
 exact law of x at eps, the metric's floor for exact samples at that n, and the ratio TV/floor
 (about 1: indistinguishable from exact sampling), followed by a summary of the worst ratio
-per sampler and budget. NFE counts every score evaluation actually made.
+per sampler and budget. NFE counts every score evaluation actually made. Our fixed-step
+samplers (``--ours``: the deterministic fast samplers and ``dpm_solver_pp_sde``) run their
+``conf/solver`` configs, grid included, at the most steps whose NFE fits the budget.
+``--rows`` saves every row as JSON; ``--figure`` draws the worst ratio against NFE with
+:func:`sde_diffusion.plot.quality_vs_nfe` (deterministic and stochastic samplers in two panels).
 
 k-diffusion (Crowson; ``k-diffusion`` on PyPI, 0.1.1.post1) is an optional benchmark
-dependency, never a runtime one. Its package ``__init__`` imports everything (clip, which
-needs ``pkg_resources``, i.e. setuptools<81; torchvision, whose PyPI wheel fails beside a
-CPU torch 2.13 with "operator torchvision::nms does not exist"), so this script does not
-import the package: it registers an empty parent package ``k_diffusion`` whose ``__path__``
-is the installed folder, a stub ``k_diffusion.utils`` holding the one helper that sampling
-uses (``append_dims``), a stub ``torchdiffeq`` if that is missing (used only by the adaptive
-DPM sampler and likelihoods, not run here), and then executes ``k_diffusion/sampling.py``
-alone. Install it without dependencies, for example into a folder outside the project:
-
-    pip install --no-deps --target /tmp/kdiff k-diffusion==0.1.1.post1 torchdiffeq
-    python benchmarks/peers_benchmark.py --kdiffusion-path /tmp/kdiff
-
-Without it the table holds our samplers and scipy only.
+dependency, never a runtime one. Its package ``__init__`` imports clip (needs setuptools<81)
+and torchvision (whose wheel fails beside a CPU torch 2.13), so this script executes
+``k_diffusion/sampling.py`` alone under an empty parent package, a stub ``k_diffusion.utils``
+(``append_dims``) and, if missing, a stub ``torchdiffeq`` (unused here). Install it with
+``pip install --no-deps --target /tmp/kdiff k-diffusion==0.1.1.post1 torchdiffeq`` and pass
+``--kdiffusion-path /tmp/kdiff``; without it the table holds our samplers and scipy only.
 
 The exact score is handed to k-diffusion as its denoiser D(x_k, sigma) in its variable
 x_k = x / alpha(t) = x_0 + sigma n, sigma = sigma(t)/alpha(t) (the SDE's ``noise_level``):
@@ -41,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
 import math
 import platform
 import sys
@@ -75,6 +75,15 @@ KD_SAMPLERS = {
     "dpmpp_2m_sde": 1,
     "dpmpp_3m_sde": 1,
 }
+KD_STOCHASTIC = {
+    "euler_ancestral",
+    "dpmpp_2s_ancestral",
+    "dpmpp_sde",
+    "dpmpp_2m_sde",
+    "dpmpp_3m_sde",
+}
+OURS = ["heun_karras", "dpm_solver_2", "dpm_solver_3", "dpm_solver_pp_2m", "dpm_solver_pp_3m",
+        "unipc", "dpm_solver_pp_sde"]  # fmt: skip
 
 
 def load_kdiffusion_sampling(path: str | None) -> types.ModuleType | None:
@@ -171,10 +180,13 @@ def steps_for_budget(solver, sde, score, budget: int, denoise: bool) -> int | No
     """The most fixed steps whose NFE (measured on 4 samples) stays within the budget."""
     best = None
     for steps in range(1, budget + 1):
-        with warnings.catch_warnings():  # e.g. a multistep order lowered at 1 step
-            warnings.simplefilter("ignore")
-            res = sample(sde, score, solver, (4, 2), steps=steps, dtype=torch.float64,
-                         denoise=denoise)  # fmt: skip
+        try:
+            with warnings.catch_warnings():  # e.g. a multistep order lowered at 1 step
+                warnings.simplefilter("ignore")
+                res = sample(sde, score, solver, (4, 2), steps=steps, dtype=torch.float64,
+                             denoise=denoise)  # fmt: skip
+        except ValueError:  # too few steps for a multistep order: try more
+            continue
         if res.nfe > budget:
             break
         best = steps
@@ -201,6 +213,46 @@ def ours(cfg: str, sde, score, x_T, budget: int | None, args):
     return res.x, res.nfe
 
 
+def figure(rows: list[dict], path: str) -> None:
+    """Worst TV/floor over SDEs and mixtures against NFE (budget; adaptive: their largest NFE)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import FixedLocator, NullLocator
+
+    from sde_diffusion.plot import quality_vs_nfe
+
+    worst: dict[tuple[str, str, bool, float], tuple[float, int]] = {}
+    for r in rows:
+        key = (r["family"], r["label"], r["stochastic"], r["budget"] or r["tol"])
+        ratio, nfe = worst.get(key, (0.0, 0))
+        worst[key] = (max(ratio, r["ratio"]), max(nfe, r["nfe"] if r["budget"] == 0 else 0))
+    fig, axes = plt.subplots(1, 2, figsize=(13, 6.5), sharey=True)
+    for ax, stochastic in zip(axes, (False, True), strict=True):
+        pts = [{"sde": fam, "label": lab, "nfe": budget if nfe == 0 else nfe, "tv": ratio,
+                "tv_floor": 1.0, "status": "ok" if math.isfinite(ratio) else "failed"}
+               for (fam, lab, st, budget), (ratio, nfe) in worst.items() if st == stochastic]  # fmt: skip
+        quality_vs_nfe(pts, metric="tv", ax=ax)
+        mine, peers = iter(plt.cm.tab10.colors), iter(plt.cm.Dark2.colors + plt.cm.Set1.colors)
+        for line in ax.get_lines():
+            if line.get_label().startswith("ours"):
+                line.set(lw=2.4, ms=5, color=next(mine))
+            elif line.get_label() != "noise floor":
+                line.set(ls="--", lw=1, ms=3, alpha=0.85, color=next(peers))
+        ax.axhline(1.25, color="k", ls=":", lw=1, label="target 1.25")
+        ax.yaxis.set_major_locator(FixedLocator([1, 1.25, 1.5, 2, 3, 5, 10, 20, 30]))
+        ax.yaxis.set_minor_locator(NullLocator())
+        ax.yaxis.set_major_formatter("{x:g}")
+        kind = "stochastic (draw noise)" if stochastic else "deterministic (probability-flow ODE)"
+        ax.set(title=kind, ylabel="worst TV / floor over VP, sub-VP, VE x 2 mixtures")
+        ax.legend(fontsize=7, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.12))
+    fig.suptitle("Exact-score 2-D mixtures, n = 50,000, 32 x 32 bins (1 = exact sampling); "
+                 "adaptive samplers at their largest NFE")  # fmt: skip
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=50_000, help="samples per run")
@@ -208,7 +260,7 @@ def main() -> None:
     ap.add_argument("--sde", nargs="+", choices=sorted(SDES), default=["vp", "subvp", "ve"])
     ap.add_argument("--mixture", nargs="+", choices=sorted(MIXTURES), default=sorted(MIXTURES))
     ap.add_argument("--peers", nargs="*", default=list(KD_SAMPLERS), choices=list(KD_SAMPLERS))
-    ap.add_argument("--ours", nargs="*", default=["dpm_solver_pp_sde"], help="fixed-step configs")
+    ap.add_argument("--ours", nargs="*", default=OURS, help="fixed-step configs")
     ap.add_argument("--adaptive", nargs="*", default=["gotta_go_fast"], help="adaptive configs")
     ap.add_argument("--scipy-tol", type=float, nargs="*", default=[1e-2, 1e-3])
     ap.add_argument("--kdiffusion-path", default=None, help="folder holding k_diffusion/")
@@ -217,7 +269,13 @@ def main() -> None:
     ap.add_argument("--bins", type=int, default=32)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--quick", action="store_true", help="n = 5000, VP only, budgets 10 and 20")
+    ap.add_argument("--rows", default=None, help="save every row to this JSON file")
+    ap.add_argument("--figure", default=None, help="save the quality-vs-NFE figure here")
+    ap.add_argument("--from-rows", default=None, help="only draw --figure from saved rows")
     args = ap.parse_args()
+    if args.from_rows:
+        figure(json.loads(Path(args.from_rows).read_text()), args.figure or "quality_vs_nfe.png")
+        return
     if args.quick:
         args.n, args.sde, args.nfe = 5000, ["vp"], [10, 20]
 
@@ -235,21 +293,24 @@ def main() -> None:
           f"{args.kd_final}; our fixed-step runs denoise: {args.denoise}")  # fmt: skip
     print("| sampler | SDE | mixture | NFE | TV | floor | TV/floor | wall s |")
     print("|---|---|---|---:|---:|---:|---:|---:|")
-    worst: dict[tuple[str, int], float] = {}
-    nfes: dict[str, list[int]] = {}
+    rows: list[dict] = []
+    stochastic = {c: instantiate(OmegaConf.load(CONF / f"{c}.yaml")).stochastic for c in args.ours}
 
-    def run(name: str, budget: int, fn, *fn_args) -> None:
-        """Time fn(*fn_args) -> (x, nfe) or None, and print its row."""
+    def run(name: str, budget: int, fn, *fn_args, family: str, label: str, noisy: bool, tol=0.0):
+        """Time fn(*fn_args) -> (x, nfe) or None, and print and keep its row."""
         start = time.perf_counter()
         out = fn(*fn_args)
         if out is None:
             return
         x, nfe = out
         tv = tv_to_mixture(x, target, bins=args.bins)
+        wall = time.perf_counter() - start
         print(f"| {name} | {sde_name} | {mix_name} | {nfe} | {tv.tv:.4f} | {tv.floor:.4f} "
-              f"| {tv.ratio:.2f} | {time.perf_counter() - start:.1f} |", flush=True)  # fmt: skip
-        worst[name, budget] = max(worst.get((name, budget), 0.0), tv.ratio)
-        nfes.setdefault(name, []).append(nfe)
+              f"| {tv.ratio:.2f} | {wall:.1f} |", flush=True)  # fmt: skip
+        rows.append({"name": name, "family": family, "label": label, "stochastic": noisy,
+                     "sde": sde_name, "mixture": mix_name, "budget": budget, "tol": tol,
+                     "nfe": nfe, "tv": tv.tv, "tv_floor": tv.floor, "ratio": tv.ratio,
+                     "wall_time_s": wall})  # fmt: skip
 
     for sde_name in args.sde:
         sde = SDES[sde_name]()
@@ -260,27 +321,40 @@ def main() -> None:
             x_T = sde.prior_sample((args.n, 2), generator=gen, dtype=torch.float64)
             for b in args.nfe:
                 for cfg in args.ours:
-                    run(cfg, b, ours, cfg, sde, score, x_T, b, args)
+                    run(cfg, b, ours, cfg, sde, score, x_T, b, args,
+                        family="ours", label=cfg, noisy=stochastic[cfg])  # fmt: skip
                 for name in args.peers if kd is not None else []:
-                    run(
-                        f"k-diffusion {name}", b, run_kdiffusion, kd, name, sde, score, x_T, b, args
-                    )
+                    run(f"k-diffusion {name}", b, run_kdiffusion, kd, name, sde, score, x_T, b,
+                        args, family="k-diffusion", label=name, noisy=name in KD_STOCHASTIC)  # fmt: skip
             for cfg in args.adaptive:
-                run(cfg, 0, ours, cfg, sde, score, x_T, None, args)
+                run(cfg, 0, ours, cfg, sde, score, x_T, None, args, family="ours", label=cfg,
+                    noisy=True)  # fmt: skip
             for tol in args.scipy_tol:
-                run(f"scipy RK45 tol={tol:g}", 0, run_scipy, tol, sde, score, x_T)
+                run(f"scipy RK45 tol={tol:g}", 0, run_scipy, tol, sde, score, x_T,
+                    family="scipy", label="RK45", noisy=False, tol=tol)  # fmt: skip
 
     print("\n# worst TV/floor over the SDEs and mixtures; adaptive samplers at their own NFE")
+    worst: dict[tuple[str, int], float] = {}
+    nfes: dict[str, list[int]] = {}
+    for r in rows:
+        key = (r["name"], r["budget"])
+        worst[key] = max(worst.get(key, 0.0), r["ratio"])
+        nfes.setdefault(r["name"], []).append(r["nfe"])
+    kinds = {r["name"]: "stochastic" if r["stochastic"] else "deterministic" for r in rows}
     budgets = sorted({b for _, b in worst})
     head = " | ".join(f"NFE<={b}" if b else "adaptive (NFE)" for b in budgets)
-    print(f"| sampler | {head} |\n|---|" + "---:|" * len(budgets))
+    print(f"| sampler | kind | {head} |\n|---|---|" + "---:|" * len(budgets))
     for name in dict.fromkeys(k[0] for k in worst):
         cells = []
         for b in budgets:
             c = worst.get((name, b))
             span = f" ({min(nfes[name])}-{max(nfes[name])})" if b == 0 and c is not None else ""
             cells.append("" if c is None else f"{c:.2f}{span}")
-        print(f"| {name} | " + " | ".join(cells) + " |")
+        print(f"| {name} | {kinds[name]} | " + " | ".join(cells) + " |")
+    if args.rows:
+        Path(args.rows).write_text(json.dumps(rows, indent=0))
+    if args.figure:
+        figure(rows, args.figure)
     if not math.isfinite(max(worst.values(), default=0.0)):
         sys.exit(1)
 

@@ -113,6 +113,18 @@ def test_resume_reproduces_uninterrupted_run(tmp_path):
         assert torch.equal(a, b)
 
 
+def test_sampling_a_module_builds_no_graph():
+    # Passing the trained network itself as the score must not record autograd graphs across
+    # the steps (before sample() ran under no_grad: +18.8 GB for 40 NFE at n = 20,000).
+    from sde_diffusion.sampling import sample
+    from solvers.explicit_rk import RK4
+
+    model = make_trainer().model
+    res = sample(VPSDE(), model, RK4(), (64, 2), steps=3, denoise=True)
+    assert not res.x.requires_grad and res.x.grad_fn is None and res.nfe == 13
+    assert torch.isfinite(res.x).all()
+
+
 def test_checkpoint_contents_load_weights_only(tmp_path):
     trainer = make_trainer()
     trainer.fit(3)
@@ -201,6 +213,62 @@ def test_bad_hyperparameters_refused():
         make_trainer(lr=-1.0)
     with pytest.raises(ValueError, match="ema_decay"):
         make_trainer(ema_decay=1.5)
+    with pytest.raises(ValueError, match="lr_decay"):
+        make_trainer(lr_decay="exponential", decay_steps=10)
+    with pytest.raises(ValueError, match="decay_steps"):
+        make_trainer(lr_decay="cosine")
+    with pytest.raises(ValueError, match="lr_final"):
+        make_trainer(lr_decay="cosine", decay_steps=10, lr_final=2.0)
+
+
+@pytest.mark.parametrize("decay", ["cosine", "linear"])
+def test_lr_decay_shape_and_exact_resume(tmp_path, decay):
+    kw = {"lr_decay": decay, "decay_steps": 30, "lr_final": 0.1, "ema_warmup": True}
+    full = make_trainer(**kw)
+    lrs = []
+    for _ in range(30):
+        lrs.append(full.lr)  # the rate the next step uses
+        full.train_step()
+    # Warm-up over 5 steps (lr = 1e-2 (k + 1) / 5), then non-increasing down to the final
+    # rate 1e-3 once all 30 steps are taken; exact arithmetic up to float rounding (1e-12).
+    assert lrs[:5] == pytest.approx([2e-3, 4e-3, 6e-3, 8e-3, 1e-2], rel=1e-12)
+    assert all(b <= a + 1e-15 for a, b in zip(lrs[4:], lrs[5:], strict=False))
+    assert lrs[-1] > 1e-3 and full.lr == pytest.approx(1e-3, rel=1e-12)
+    if decay == "linear":  # halfway through the decay (k + 1 - 5 = 13 of 26): the mean rate
+        assert lrs[17] == pytest.approx(1e-2 - 9e-3 * 13 / 26, rel=1e-12)
+
+    ckpts = CheckpointManager(tmp_path / "checkpoints")
+    first = make_trainer(**kw)
+    first.fit(12, checkpoints=ckpts, checkpoint_every=12)
+    # The schedule comes from the checkpoint: a resumed run decays to the same end even when
+    # rebuilt with another decay_steps (the config's train.steps changed, say).
+    second = make_trainer(seed_init=7, **{**kw, "decay_steps": 1000})
+    second.load_state_dict(load_checkpoint(ckpts.latest()))
+    second.fit(30)
+    assert first.history + second.history == full.history  # exact on CPU
+    assert second.lr == full.lr
+    for a, b in zip(full.ema.parameters(), second.ema.parameters(), strict=True):
+        assert torch.equal(a, b)  # the EMA warm-up's count n comes from the checkpoint too
+
+
+def test_ema_warmup_follows_its_recurrence():
+    # ema_1 = w_1 (AveragedModel copies), then ema_n+1 = d ema_n + (1 - d) w_n+1 with
+    # d = min(0.99, (1 + n) / (10 + n)); float32 rounding over 8 updates stays below 1e-6.
+    trainer = make_trainer(ema_warmup=True, ema_decay=0.99)
+    weights = []
+    for _ in range(8):
+        trainer.train_step()
+        weights.append([p.detach().clone() for p in trainer.model.parameters()])
+    ema = weights[0]
+    for n, w in enumerate(weights[1:], start=1):
+        d = min(0.99, (1 + n) / (10 + n))
+        ema = [d * e + (1 - d) * v for e, v in zip(ema, w, strict=True)]
+    for mine, theirs in zip(ema, trainer.ema.module.parameters(), strict=True):
+        assert torch.allclose(mine, theirs.detach(), atol=1e-6, rtol=0)
+    # Without warm-up the first weights keep a share 0.99^7 = 0.93 of the average.
+    plain = make_trainer(ema_decay=0.99)
+    plain.fit(8)
+    assert not torch.allclose(next(plain.ema.parameters()), ema[0], atol=1e-3)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

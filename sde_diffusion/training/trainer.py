@@ -1,5 +1,6 @@
-"""The training loop: AdamW with linear warm-up, gradient clipping, an EMA of the weights,
-mixed precision on CUDA, data parallelism, checkpoints and exact resumption.
+"""The training loop: AdamW with linear warm-up and an optional cosine or linear decay, gradient
+clipping, an EMA of the weights (optionally warmed up), mixed precision on CUDA, data
+parallelism, checkpoints and exact resumption.
 
 The loss is any callable ``loss_fn(model, x0, generator=...) -> scalar``, such as the
 denoising score matching loss of Song et al. (2021, Eq. 7). Every random draw of a step comes
@@ -29,7 +30,7 @@ from .distributed import DistInfo
 from .log import TrainLogger
 from .sampler import ShardedBatches
 
-__all__ = ["LinearWarmup", "Trainer"]
+__all__ = ["LR_DECAYS", "LinearWarmup", "Trainer", "WarmupDecay"]
 
 LossFn = Callable[..., Tensor]
 
@@ -43,6 +44,47 @@ class LinearWarmup:
 
     def __call__(self, k: int) -> float:
         return 1.0 if self.warmup <= 0 else min(1.0, (k + 1) / self.warmup)
+
+
+LR_DECAYS = ("none", "cosine", "linear")
+
+
+class WarmupDecay(LinearWarmup):
+    """The warm-up factor times a decay over the steps after it, to ``final`` at step ``total``:
+
+        p = clamp((k + 1 - warmup) / (total + 1 - warmup), 0, 1)   (k: steps taken)
+        cosine: final + (1 - final) (1 + cos(pi p)) / 2   (Loshchilov & Hutter, 2017, Eq. 5)
+        linear: 1 - (1 - final) p
+
+    Its fields are plain numbers and a string, saved by LambdaLR in the checkpoint, so a resumed
+    run decays to the same end as the run it continues.
+    """
+
+    def __init__(self, warmup: int, decay: str, total: int, final: float = 0.0) -> None:
+        super().__init__(warmup)
+        self.decay, self.total, self.final = str(decay), int(total), float(final)
+
+    def __call__(self, k: int) -> float:
+        span = max(self.total + 1 - max(self.warmup, 0), 1)
+        p = min(max((k + 1 - max(self.warmup, 0)) / span, 0.0), 1.0)
+        if self.decay == "cosine":
+            d = self.final + (1 - self.final) * 0.5 * (1 + math.cos(math.pi * p))
+        else:
+            d = 1 - (1 - self.final) * p
+        return super().__call__(k) * d
+
+
+def _warmup_ema(decay: float) -> Callable[[list[Tensor], list[Tensor], Tensor], None]:
+    """EMA update with decay min(decay, (1 + n) / (10 + n)) after n updates (the ``num_updates``
+    warm-up of TensorFlow's ExponentialMovingAverage): early weights fade out of short runs.
+    n is AveragedModel's ``n_averaged`` buffer, checkpointed, so resuming stays exact."""
+
+    def update(ema: list[Tensor], current: list[Tensor], n: Tensor) -> None:
+        d = torch.clamp((1 + n) / (10 + n), max=decay)  # a tensor: no host sync
+        for e, c in zip(ema, current, strict=True):
+            e.lerp_(c, (1 - d).to(e.dtype))
+
+    return update
 
 
 def _check(name: str, value: float, low: float, high: float | None = None) -> None:
@@ -62,6 +104,9 @@ class Trainer:
         batch_size: per process; lr, weight_decay: AdamW; warmup: linear warm-up steps.
         grad_clip: clip the global gradient norm to this (0 turns clipping off).
         ema_decay: decay of the exponential moving average of the weights.
+        ema_warmup: use min(ema_decay, (1 + n) / (10 + n)) after n updates instead.
+        lr_decay: "none" (constant after warm-up), "cosine" or "linear" decay to
+            ``lr * lr_final`` at step ``decay_steps`` (:class:`WarmupDecay`).
         amp: float16 autocast and a gradient scaler; CUDA only (ignored on CPU).
         seed: seeds the batch order and the loss noise (offset per rank).
         dist_info: rank and world size; with ``world_size > 1`` the model is wrapped in DDP.
@@ -79,6 +124,10 @@ class Trainer:
         warmup: int = 100,
         grad_clip: float = 1.0,
         ema_decay: float = 0.999,
+        ema_warmup: bool = False,
+        lr_decay: str = "none",
+        decay_steps: int | None = None,
+        lr_final: float = 0.0,
         amp: bool = False,
         seed: int = 0,
         drop_last: bool = True,
@@ -90,15 +139,23 @@ class Trainer:
         _check("warmup", warmup, 0)
         _check("grad_clip", grad_clip, 0.0)
         _check("ema_decay", ema_decay, 0.0, 1.0)
+        _check("lr_final", lr_final, 0.0, 1.0)
+        if lr_decay not in LR_DECAYS:
+            raise ValueError(f"lr_decay must be one of {LR_DECAYS}, got {lr_decay!r}")
+        if lr_decay != "none" and (
+            isinstance(decay_steps, bool) or not isinstance(decay_steps, int) or decay_steps < 1
+        ):
+            raise ValueError(
+                f"decay_steps must be an integer >= 1 with lr_decay, got {decay_steps!r}"
+            )
         self.device = torch.device(device) if device is not None else data.device
         self.dist = dist_info or DistInfo()
         self.data = data.to(self.device)
         self.model = model.to(self.device)
         self.loss_fn = loss_fn
         self.grad_clip = float(grad_clip)
-        self.ema = AveragedModel(
-            self.model, multi_avg_fn=get_ema_multi_avg_fn(ema_decay), use_buffers=True
-        )
+        avg = _warmup_ema(ema_decay) if ema_warmup else get_ema_multi_avg_fn(ema_decay)
+        self.ema = AveragedModel(self.model, multi_avg_fn=avg, use_buffers=True)
         self.net: nn.Module = self.model
         if self.dist.enabled:
             ids = [self.device.index] if self.device.type == "cuda" else None
@@ -106,7 +163,12 @@ class Trainer:
         self.optimizer = torch.optim.AdamW(
             self.model.parameters(), lr=lr, weight_decay=weight_decay
         )
-        self.scheduler = LambdaLR(self.optimizer, LinearWarmup(warmup))
+        factor = (
+            LinearWarmup(warmup)
+            if lr_decay == "none"
+            else WarmupDecay(warmup, lr_decay, decay_steps, lr_final)
+        )
+        self.scheduler = LambdaLR(self.optimizer, factor)
         self.amp = bool(amp) and self.device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
         rank, world = self.dist.rank, self.dist.world_size

@@ -80,14 +80,14 @@ class SeededNoise:
                 f"{like.shape[0] if like.ndim else 0} rows: per-sample seeds need draws over the "
                 "whole batch (a solver that draws for a subset of rows cannot use them)"
             )
-        per_row = math.prod(like.shape[1:])
-        seeds = self.seeds.to(like.device)
-        element = torch.arange(per_row, device=like.device, dtype=torch.int64)
-        call = self.calls
+        if self.seeds.device != like.device:  # moved once, not at every draw
+            self.seeds = self.seeds.to(like.device)
+        element = torch.arange(math.prod(like.shape[1:]), device=like.device, dtype=torch.int64)
+        # Distinct streams per (seed, call): hash the pair, then count elements within it. The
+        # call's offset is wrapped to int64 on the host: a Python scalar, no device copy.
+        count = _signed((self.calls * (_STREAM & _MASK)) & _MASK)
         self.calls += 1
-        # Distinct streams per (seed, call): hash the pair, then count elements within it.
-        count = torch.tensor(call, device=like.device, dtype=torch.int64) * _STREAM
-        stream = _mix(seeds * _GOLDEN + count)
+        stream = _mix(self.seeds * _GOLDEN + count)
         return (stream[:, None] + 2 * element[None, :] * _GOLDEN).reshape(like.shape)
 
     def normal(self, like: Tensor) -> Tensor:

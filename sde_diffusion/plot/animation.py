@@ -12,18 +12,9 @@ import torch
 from matplotlib.animation import FuncAnimation, PillowWriter
 from torch import Tensor
 
-from .paths import ArrayLike, _np, _paths_any, _times
+from ._common import ArrayLike, _limits, _np, _paths_any, _times
 
 LogProbT = Callable[[Tensor, Tensor], Tensor]
-
-
-def _range(v: np.ndarray, q: float = 0.001, pad: float = 0.1) -> tuple[float, float]:
-    v = v[np.isfinite(v)]
-    if v.size == 0:
-        return -1.0, 1.0
-    lo, hi = np.quantile(v, q), np.quantile(v, 1 - q)
-    w = max(hi - lo, 1e-6)
-    return float(lo - pad * w), float(hi + pad * w)
 
 
 def _exact(log_prob: LogProbT, pts: np.ndarray, t: float) -> np.ndarray:
@@ -87,7 +78,7 @@ def animate_paths(
 
 def _scatter(ax, t, s, lim, log_prob, max_points) -> Callable[[int], list[Any]]:
     if lim is None:
-        lim = (_range(s[..., 0]), _range(s[..., 1]))
+        lim = (_limits(s[..., 0], pad=0.1), _limits(s[..., 1], pad=0.1))
     try:
         (x0, x1), (y0, y1) = lim
     except (TypeError, ValueError) as err:
@@ -119,7 +110,7 @@ def _scatter(ax, t, s, lim, log_prob, max_points) -> Callable[[int], list[Any]]:
 
 def _hist(ax, t, s, lim, log_prob, bins) -> Callable[[int], list[Any]]:
     if lim is None:
-        lim = _range(s)
+        lim = _limits(s, pad=0.1)
     try:
         x0, x1 = (float(v) for v in lim)
     except (TypeError, ValueError) as err:

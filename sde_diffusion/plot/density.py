@@ -9,7 +9,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from torch import Tensor
 
-from .paths import ArrayLike, _axes, _np, _paths_1d, _times
+from ._common import ArrayLike, _axes, _np, _paths_1d, _times
 
 
 def _xs(xs: ArrayLike) -> np.ndarray:

@@ -11,7 +11,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from torch import Tensor
 
-from .paths import _axes, _np
+from ._common import _axes, _np
 
 ScoreFn = Callable[[Tensor, Tensor], Tensor]
 Lim = tuple[tuple[float, float], tuple[float, float]]

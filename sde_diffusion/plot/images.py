@@ -10,7 +10,7 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from .paths import ArrayLike, _np
+from ._common import ArrayLike, _np
 
 
 def tile_images(

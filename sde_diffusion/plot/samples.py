@@ -4,25 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from matplotlib.axes import Axes
 from torch import Tensor
 
+from ._common import _axes, _limits
+
 LogProb = Callable[[Tensor], Tensor]
-
-
-def _axes(ax: Axes | None) -> Axes:
-    if ax is None:
-        _, ax = plt.subplots(figsize=(5, 5))
-    return ax
-
-
-def _limits(x: np.ndarray, q: float = 0.001, pad: float = 0.15) -> tuple[float, float]:
-    lo, hi = np.quantile(x, q), np.quantile(x, 1 - q)
-    w = hi - lo
-    return float(lo - pad * w), float(hi + pad * w)
 
 
 def samples_2d(
@@ -34,7 +23,7 @@ def samples_2d(
     levels: int = 8,
 ) -> Axes:
     """Scatter of 2-D samples over the contours of an exact density (if ``log_prob`` given)."""
-    ax = _axes(ax)
+    ax = _axes(ax, (5.0, 5.0))
     x = samples.detach().reshape(samples.shape[0], -1).double().cpu().numpy()
     if x.shape[1] != 2:
         raise ValueError(f"samples_2d needs 2-D points, got dimension {x.shape[1]}")
@@ -61,7 +50,7 @@ def samples_1d(
     density_label: str = "exact density",
 ) -> Axes:
     """Histogram of 1-D samples against a density curve (if ``log_prob`` given)."""
-    ax = _axes(ax)
+    ax = _axes(ax, (5.0, 5.0))
     x = samples.detach().reshape(-1).double().cpu().numpy()
     lo, hi = _limits(x)
     ax.hist(x, bins=bins, range=(lo, hi), density=True, alpha=0.5, color="tab:red", label="samples")

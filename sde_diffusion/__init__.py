@@ -1,6 +1,7 @@
 """Score-based generative modelling through SDEs (Song et al., ICLR 2021)."""
 
 from .forward import simulate_forward
+from .grid_tuning import GridTuning, tune_grid
 from .likelihood import LikelihoodResult, log_likelihood
 from .mixture import GaussianMixture
 from .reverse import probability_flow_ode, reverse_sde, tweedie_denoise
@@ -12,6 +13,7 @@ __all__ = [
     "VESDE",
     "VPSDE",
     "GaussianMixture",
+    "GridTuning",
     "LikelihoodResult",
     "SampleResult",
     "SubVPSDE",
@@ -20,5 +22,6 @@ __all__ = [
     "reverse_sde",
     "sample",
     "simulate_forward",
+    "tune_grid",
     "tweedie_denoise",
 ]

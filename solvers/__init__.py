@@ -14,7 +14,7 @@ from .equation import Equation
 from .euler_maruyama import EulerMaruyama
 from .explicit_rk import RK4, Euler, Heun
 from .gotta_go_fast import GottaGoFast
-from .grids import KarrasGrid, LogSNRGrid, QuadraticGrid, UniformGrid
+from .grids import KarrasGrid, LogSNRGrid, QuadraticGrid, TabulatedGrid, UniformGrid
 from .integrate import NonFiniteStateError, Solution, integrate
 from .noise import BrownianNoise, GeneratorNoise
 from .predictor_corrector import PredictorCorrector
@@ -46,6 +46,7 @@ __all__ = [
     "SeededNoise",
     "Solution",
     "Solver",
+    "TabulatedGrid",
     "TorchSDE",
     "UniPC",
     "UniformGrid",

@@ -165,6 +165,56 @@ class LogSNRGrid:
         return _finish(_invert(noise_level, levels, t_end, t_start), t_start, t_end)
 
 
+@dataclass(frozen=True)
+class TabulatedGrid:
+    """A grid through given noise levels sigma_0 > ... > sigma_N (e.g. from a grid tuner).
+
+    t_i = noise_level^-1(sigma_i); the first and last times are the call's t_start and t_end,
+    so ``levels[0]`` and ``levels[-1]`` only anchor the profile. For another step count M the
+    log-levels are interpolated linearly in i/N at j/M, as Sabour et al. (2024, "Align Your
+    Steps", Sec. 3.3) do to reuse an optimised schedule. Every interior level must lie strictly
+    between the noise levels of t_end and t_start.
+    """
+
+    levels: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        lv = tuple(self.levels)
+        ok = len(lv) >= 2 and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < math.inf for v in lv
+        )
+        if not ok or any(a <= b for a, b in zip(lv[:-1], lv[1:], strict=True)):
+            raise ValueError(
+                "levels must be >= 2 finite positive noise levels, strictly decreasing, "
+                f"got {self.levels!r}"
+            )
+        object.__setattr__(self, "levels", tuple(float(v) for v in lv))
+
+    def __call__(
+        self, t_start: float, t_end: float, steps: int, noise_level: NoiseLevel | None = None
+    ) -> Tensor:
+        _check(t_start, t_end, steps)
+        if noise_level is None:
+            raise ValueError("TabulatedGrid needs noise_level(t) = sigma(t)/alpha(t)")
+        table = torch.tensor(self.levels, dtype=torch.float64).log()
+        u = torch.linspace(0.0, 1.0, len(self.levels), dtype=torch.float64)
+        v = torch.linspace(0.0, 1.0, steps + 1, dtype=torch.float64)
+        j = torch.searchsorted(u, v, right=True).clamp(1, len(u) - 1)
+        w = (v - u[j - 1]) / (u[j] - u[j - 1])
+        inner = (table[j - 1] + w * (table[j] - table[j - 1]))[1:-1].exp()
+        ends = noise_level(torch.tensor([t_start, t_end], dtype=torch.float64))
+        if inner.numel() and not (float(inner.max()) < ends[0] and float(inner.min()) > ends[1]):
+            raise ValueError(
+                f"TabulatedGrid: interior levels [{float(inner.min()):.4g}, "
+                f"{float(inner.max()):.4g}] must lie strictly inside the noise levels of t_end "
+                f"and t_start ({float(ends[1]):.4g}, {float(ends[0]):.4g})"
+            )
+        t = torch.cat([torch.tensor([t_start], dtype=torch.float64),
+                       _invert(noise_level, inner, t_end, t_start),
+                       torch.tensor([t_end], dtype=torch.float64)])  # fmt: skip
+        return t
+
+
 def check_grid(grid: Tensor) -> None:
     """Refuse a grid that is not a strictly monotone 1-D tensor of at least two times."""
     if grid.ndim != 1 or grid.numel() < 2:

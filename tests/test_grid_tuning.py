@@ -116,3 +116,19 @@ def test_tune_grid_refuses_bad_input(solver, steps, shape, kwargs, match) -> Non
     sde, mix = VPSDE(), eight_gaussians(dtype=F64)
     with pytest.raises(ValueError, match=match):
         tune_grid(sde, mix.score_fn(sde), solver, steps, shape, **kwargs)
+
+
+def test_tabulated_grid_from_a_hydra_config() -> None:
+    # tuned levels pasted into a solver config: a YAML list becomes the tuple of floats
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.create(
+        {"_target_": "solvers.unipc.UniPC",
+         "grid": {"_target_": "solvers.grids.TabulatedGrid", "levels": [152.2, 3, 1.0, 0.0105]}}
+    )  # fmt: skip
+    solver = instantiate(cfg)
+    assert solver.grid.levels == (152.2, 3.0, 1.0, 0.0105)
+    sde, mix = VPSDE(), eight_gaussians(dtype=F64)
+    res = sample(sde, mix.score_fn(sde), solver, (16, 2), steps=3, dtype=F64)
+    assert res.nfe == 3 and bool(torch.isfinite(res.x).all())

@@ -154,37 +154,38 @@ def tune_grid(
         frac = np.concatenate([[0.0], np.cumsum(np.exp(z - z.max()) / np.exp(z - z.max()).sum())])
         return tuple(np.exp(log_ends[0] + (log_ends[1] - log_ends[0]) * frac).tolist())
 
-    best: dict[str, object] = {"value": math.inf}
+    best_value, best_levels, evals, search_nfe = math.inf, levels_of(z0), 0, 0
     bar = tqdm(total=max_evals, desc="tuning grid", disable=not progress)
 
-    def objective(z: np.ndarray) -> float:
+    def objective(z: np.ndarray, strict: bool = False) -> float:
+        nonlocal best_value, best_levels, evals, search_nfe
         levels = levels_of(z)
         try:
             x, n = run(steps, TabulatedGrid(levels))
-        except ValueError:  # interior levels collapsed onto an end: not a grid
+        except ValueError:  # levels collapsed onto each other or an end: not a grid
+            if strict:  # the solver's own grid: a real error (e.g. too few steps), raise it
+                raise
             return math.inf
         err = w * (x - ref).reshape(x.shape[0], -1).square().sum(dim=1)
-        value = float(err.sort().values[:keep].mean())
+        value = float(err.sort().values[:keep].mean())  # NaN sorts last
         value = value if math.isfinite(value) else math.inf
-        best["evals"] = int(best.get("evals", 0)) + 1
-        best["nfe"] = int(best.get("nfe", 0)) + n
-        if value < best["value"]:
-            best.update(value=value, levels=levels)
+        evals, search_nfe = evals + 1, search_nfe + n
+        if value < best_value:
+            best_value, best_levels = value, levels
         bar.update(1)
         return value
 
-    initial = objective(z0)
+    initial = objective(z0, strict=True)
     scipy.optimize.minimize(
         objective, z0, method="Powell",
         options={"maxfev": max_evals - 1, "xtol": 1e-3, "ftol": 1e-5},
     )  # fmt: skip
     bar.close()
-    levels = best["levels"]
     return GridTuning(
-        grid=TabulatedGrid(levels),
-        levels=levels,
-        objective=float(best["value"]),
+        grid=TabulatedGrid(best_levels),
+        levels=best_levels,
+        objective=best_value,
         initial_objective=initial,
-        evaluations=int(best["evals"]),
-        nfe=nfe + int(best["nfe"]),
+        evaluations=evals,
+        nfe=nfe + search_nfe,
     )

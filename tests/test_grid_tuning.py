@@ -24,6 +24,8 @@ from solvers.euler_maruyama import EulerMaruyama
 from solvers.grids import LogSNRGrid, TabulatedGrid
 from solvers.unipc import UniPC
 
+from .conftest import cuda
+
 F64 = torch.float64
 
 
@@ -110,6 +112,7 @@ def test_tuned_grid_generalises_to_held_out_draws(mixture, solver) -> None:
         (UniPC(), 5, (64, 2), {"trim": 0.6}, "trim must"),
         (UniPC(), 5, (64, 2), {"weight": "fisher"}, "weight must"),
         (UniPC(), 5, (64, 2), {"max_evals": 1}, "max_evals must"),
+        (UniPC(predictor_order=3), 2, (64, 2), {}, "needs a grid of at least 3 steps"),
     ],
 )
 def test_tune_grid_refuses_bad_input(solver, steps, shape, kwargs, match) -> None:
@@ -132,3 +135,15 @@ def test_tabulated_grid_from_a_hydra_config() -> None:
     sde, mix = VPSDE(), eight_gaussians(dtype=F64)
     res = sample(sde, mix.score_fn(sde), solver, (16, 2), steps=3, dtype=F64)
     assert res.nfe == 3 and bool(torch.isfinite(res.x).all())
+
+
+@cuda
+def test_tune_grid_on_cuda() -> None:
+    # pilot, reference, weights and search on the device (its own generator: other draws)
+    sde, mix = VPSDE(), eight_gaussians(dtype=F64)
+    tuned = tune_grid(sde, mix.score_fn(sde), UniPC(), 4, (64, 2), reference_steps=50,
+                      max_evals=40, device="cuda")  # fmt: skip
+    assert tuned.objective < tuned.initial_objective
+    res = sample(sde, mix.score_fn(sde), UniPC(), (64, 2), steps=4, grid=tuned.grid,
+                 device="cuda", dtype=F64)  # fmt: skip
+    assert res.x.device.type == "cuda" and bool(torch.isfinite(res.x).all())

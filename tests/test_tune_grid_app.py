@@ -1,0 +1,54 @@
+"""``sde-tune-grid`` end to end: it writes what it claims, and ``sde-sample`` uses the grid."""
+
+import json
+
+import numpy as np
+import pytest
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from .test_apps import run
+
+FAST = ["pilot=256", "reference_steps=50", "max_evals=60", "progress=false"]
+
+
+def test_tuned_grid_is_written_and_sampled_with(tmp_path):
+    out = tmp_path / "tune"
+    run("sde-tune-grid", "steps=4", *FAST, f"hydra.run.dir={out}", cwd=tmp_path)
+    rec = json.loads((out / "tuning.json").read_text())
+    levels = rec["levels"]
+    assert len(levels) == 5 and all(a > b for a, b in zip(levels, levels[1:], strict=False))
+    assert rec["objective"] < rec["initial_objective"]
+    assert rec["nfe_per_pilot_sample"] == 50 + 1 + 2 + 4 * rec["evaluations"]
+    solver = instantiate(OmegaConf.load(out / "solver.yaml"))
+    assert type(solver).__name__ == "UniPC" and solver.grid.levels == tuple(levels)
+    # 4 steps from the same prior draws: the tuned grid must beat the solver's own one
+    tv = {}
+    for name, extra in (("own", []), ("tuned", rec["sample_overrides"][1:])):
+        d = tmp_path / name
+        common = ["solver=unipc", "steps=4", "num_samples=4000", "progress=false", "figure=false"]
+        run("sde-sample", *common, *extra, f"hydra.run.dir={d}", cwd=tmp_path)
+        metrics = json.loads((d / "metrics.json").read_text())
+        assert metrics["nfe"] == 4
+        tv[name] = metrics["tv"]
+    assert np.isfinite(tv["tuned"]) and tv["tuned"] < 0.7 * tv["own"], tv
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["solver=euler_maruyama"], ["cannot be tuned", "unipc"]),
+        (["solver=ode"], ["cannot be tuned"]),
+        (["steps=1"], ["steps", ">= 2"]),
+        (["trim=0.7"], ["trim"]),
+        (["weight=fisher"], ["weight", "curvature"]),
+        (["solver=foo"], ["solver", "unipc"]),
+    ],
+)
+def test_bad_input_is_one_clear_line(tmp_path, args, words):
+    proc = run("sde-tune-grid", *args, *FAST, f"hydra.run.dir={tmp_path / 'r'}", cwd=tmp_path,
+               check=False)  # fmt: skip
+    err = proc.stderr.strip()
+    assert proc.returncode != 0 and "Traceback" not in err and len(err.splitlines()) == 1, err
+    assert all(w in err for w in words), err
+    assert not (tmp_path / "r" / "tuning.json").exists()

@@ -89,6 +89,31 @@ def test_sample_app_loads_checkpoint_with_its_sde(runs, tmp_path):
     assert metrics["nfe"] == 20 and metrics["num_samples"] == 200
 
 
+def test_tune_grid_app_tunes_a_checkpoint(runs, tmp_path):
+    full, _ = runs
+    ckpt = full / "checkpoints" / "ckpt_00000030.pt"
+    proc = _app(
+        "tune_grid", f"checkpoint={ckpt}", "sde=ve", "steps=3", "pilot=64", "reference_steps=20",
+        "max_evals=10", "progress=false", f"hydra.run.dir={tmp_path}", cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rec = json.loads((tmp_path / "tuning.json").read_text())
+    assert rec["sde"] == "VPSDE" and len(rec["levels"]) == 4  # tuned with its own SDE
+    assert rec["objective"] <= rec["initial_objective"]
+
+
+def test_likelihood_app_on_a_checkpoint(runs, tmp_path):
+    # the divergence needs the trained score to be differentiable in x (it once ran under
+    # torch.no_grad() and every checkpoint likelihood failed)
+    full, _ = runs
+    ckpt = full / "checkpoints" / "ckpt_00000030.pt"
+    proc = _app(
+        "likelihood", f"checkpoint={ckpt}", "num_samples=32", "batch_size=32",
+        "solver=ode_rk4", "steps=20", f"hydra.run.dir={tmp_path}", cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+
 def test_corrupt_checkpoint_refused_by_sampler(runs, tmp_path):
     full, _ = runs
     bad = tmp_path / "cut.pt"

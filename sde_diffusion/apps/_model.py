@@ -95,15 +95,18 @@ class TrainedModel:
         self.sde, self.model, self.data_shape, self.step = sde, model, data_shape, step
 
     def score_fn(self) -> Callable[[Tensor, Tensor], Tensor]:
-        """score(x, t) on x's device and dtype (the weights move there on first use)."""
+        """score(x, t) on x's device and dtype (the weights move there on first use).
+
+        Differentiable in x (the likelihood's divergence and the grid tuner's curvature need
+        that); :func:`sde_diffusion.sample` itself runs under ``torch.no_grad()``.
+        """
         model = self.model
 
         def score(x: Tensor, t: Tensor) -> Tensor:
             p = next(model.parameters())
             if p.device != x.device:
                 model.to(x.device)
-            with torch.no_grad():
-                return model(x.to(p.dtype), t.to(p.dtype)).to(x.dtype)
+            return model(x.to(p.dtype), t.to(p.dtype)).to(x.dtype)
 
         return score
 
@@ -133,7 +136,7 @@ def load_trained(path: str | Path, ema: bool = True) -> TrainedModel:
         prefix = "module."
         weights = {k[len(prefix) :]: v for k, v in state["ema"].items() if k.startswith(prefix)}
     model.load_state_dict(weights)
-    model.eval()
+    model.eval().requires_grad_(False)  # inference only: gradients flow to x, not the weights
     shape = tuple(int(s) for s in state["data_shape"])
     _CACHE[key] = TrainedModel(sde, model, shape, int(state["step"]))
     return _CACHE[key]

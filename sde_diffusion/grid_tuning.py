@@ -103,6 +103,7 @@ def tune_grid(
     steps: int,
     shape: Sequence[int],
     *,
+    eps: float | None = None,
     reference_steps: int = 400,
     trim: float = 0.03,
     weight: str = "curvature",
@@ -118,6 +119,7 @@ def tune_grid(
         sde, score_fn, solver: as for :func:`sde_diffusion.sample`; a fixed-step ODE solver.
         steps: steps of the grid to tune (>= 2); other counts interpolate it.
         shape: the pilot batch ``(pilot, *event)``, drawn from the prior with ``seed``.
+        eps: the end time, as for :func:`sde_diffusion.sample`; default ``sde.eps``.
         reference_steps: steps of the reference solve (the same solver on its own grid).
         trim: fraction of the largest weighted errors left out, in [0, 0.5).
         weight: ``"curvature"`` or ``"none"`` (plain squared error).
@@ -129,24 +131,27 @@ def tune_grid(
         raise ValueError(f"max_evals must be an integer >= 2, got {max_evals!r}")
     if weight not in WEIGHTS:
         raise ValueError(f"weight must be one of {WEIGHTS}, got {weight!r}")
+    eps = sde.eps if eps is None else eps
+    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not 0 < eps < sde.T:
+        raise ValueError(f"eps must be a number in (0, T) = (0, {sde.T}), got {eps!r}")
     gen = torch.Generator(device=device or "cpu").manual_seed(seed)
     x_T = sde.prior_sample(tuple(shape), generator=gen, device=device, dtype=dtype)
 
     def run(n: int, grid: Callable[..., Tensor] | None = None) -> tuple[Tensor, int]:
-        res = sample(sde, score_fn, solver, x_T.shape, steps=n, grid=grid, x_init=x_T,
+        res = sample(sde, score_fn, solver, x_T.shape, steps=n, eps=eps, grid=grid, x_init=x_T,
                      dtype=dtype, device=device, check_finite=False)  # fmt: skip
         return res.x, res.nfe
 
     ref, nfe = run(reference_steps)
     w = torch.ones(x_T.shape[0], device=x_T.device, dtype=dtype)
     if weight == "curvature":
-        w = curvature_weight(score_fn, ref, sde.eps)
+        w = curvature_weight(score_fn, ref, eps)
         dim = math.prod(shape[1:])
         nfe += 1 + (dim if dim <= EXACT_MAX_DIM else PROBES)
     keep = x_T.shape[0] - math.floor(trim * x_T.shape[0])
 
     make = getattr(solver, "grid", None) or UniformGrid()
-    t0 = make(sde.T, sde.eps, steps, noise_level=sde.noise_level)
+    t0 = make(sde.T, eps, steps, noise_level=sde.noise_level)
     log_ends = sde.noise_level(t0[[0, -1]]).log().tolist()
     z0 = np.log(np.diff(-sde.noise_level(t0).log().numpy()))
 

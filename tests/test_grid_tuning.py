@@ -102,6 +102,15 @@ def test_tuned_grid_generalises_to_held_out_draws(mixture, solver) -> None:
     assert ratio["tuned"] < 0.75 * ratio["own"], ratio
 
 
+def test_tune_grid_ends_at_eps() -> None:
+    sde, mix = VPSDE(), eight_gaussians(dtype=F64)
+    tuned = tune_grid(sde, mix.score_fn(sde), UniPC(), 3, (64, 2), eps=0.01, reference_steps=20,
+                      max_evals=10)  # fmt: skip
+    want = sde.noise_level(torch.tensor([sde.T, 0.01], dtype=F64)).tolist()
+    assert tuned.levels[0] == pytest.approx(want[0], rel=1e-12)
+    assert tuned.levels[-1] == pytest.approx(want[1], rel=1e-12)
+
+
 @pytest.mark.parametrize(
     ("solver", "steps", "shape", "kwargs", "match"),
     [
@@ -112,6 +121,7 @@ def test_tuned_grid_generalises_to_held_out_draws(mixture, solver) -> None:
         (UniPC(), 5, (64, 2), {"trim": 0.6}, "trim must"),
         (UniPC(), 5, (64, 2), {"weight": "fisher"}, "weight must"),
         (UniPC(), 5, (64, 2), {"max_evals": 1}, "max_evals must"),
+        (UniPC(), 5, (64, 2), {"eps": 1.5}, "eps must"),
         (UniPC(predictor_order=3), 2, (64, 2), {}, "needs a grid of at least 3 steps"),
     ],
 )

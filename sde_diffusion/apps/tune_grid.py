@@ -33,7 +33,7 @@ from ._common import (
     run_app,
     set_threads,
 )
-from ._job import build, group_options, score_for, sde_for
+from ._job import build, check_eps, group_options, score_for, sde_for
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +58,7 @@ def run(cfg: DictConfig, out_dir: Path, solver_name: str = "unipc") -> dict[str,
     sde, solver, data = build(cfg.sde, "sde"), build(cfg.solver, "solver"), build(cfg.data, "data")
     sde = sde_for(cfg.checkpoint, sde)  # a checkpoint is tuned with the SDE it was trained with
     score = score_for(cfg.checkpoint, sde, data)
+    eps = check_eps(cfg.eps, sde)
     if solver.stochastic or solver.adaptive or solver.equation != "ode":
         raise UsageError(
             f"solver={type(solver).__name__} cannot be tuned: sde-tune-grid tunes fixed-step "
@@ -71,6 +72,7 @@ def run(cfg: DictConfig, out_dir: Path, solver_name: str = "unipc") -> dict[str,
         solver,
         steps,
         (pilot, *data.event_shape),
+        eps=eps,
         reference_steps=check_int("reference_steps", cfg.reference_steps, 1),
         trim=cfg.trim,
         weight=str(cfg.weight),
@@ -88,6 +90,7 @@ def run(cfg: DictConfig, out_dir: Path, solver_name: str = "unipc") -> dict[str,
         "sde": type(sde).__name__,
         "solver": type(solver).__name__,
         "steps": steps,
+        "eps": eps,
         "levels": list(tuned.levels),
         "objective": tuned.objective,
         "initial_objective": tuned.initial_objective,

@@ -23,6 +23,7 @@ from typing import Any
 import hydra
 import matplotlib
 import torch
+import torch.distributed as dist
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
@@ -158,15 +159,19 @@ def run(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     finally:
         if logger is not None:
             logger.close()
-    if info.is_main:
-        figure(trainer.step, trainer.ema.module, "samples.png")
-        summary.update(checkpoint=str(checkpoints.latest()), world_size=info.world_size)
-        atomic_write_json(out_dir / "train_summary.json", summary)
-        log.info(
-            "trained to step %d (%d steps, %.1f s, %.1f steps/s), final loss %.4f; %s",
-            summary["step"], summary["steps_run"], summary["seconds"], summary["steps_per_s"],
-            summary["final_loss"], summary["checkpoint"],
-        )  # fmt: skip
+    try:
+        if info.is_main:
+            figure(trainer.step, trainer.ema.module, "samples.png")
+            summary.update(checkpoint=str(checkpoints.latest()), world_size=info.world_size)
+            atomic_write_json(out_dir / "train_summary.json", summary)
+            log.info(
+                "trained to step %d (%d steps, %.1f s, %.1f steps/s), final loss %.4f; %s",
+                summary["step"], summary["steps_run"], summary["seconds"], summary["steps_per_s"],
+                summary["final_loss"], summary["checkpoint"],
+            )  # fmt: skip
+    finally:
+        if info.world_size > 1:  # tear the process group down together: a rank that left
+            dist.barrier()  # while rank 0 drew its figure aborted (gloo, rarely)
     return summary
 
 

@@ -74,7 +74,7 @@ def _check_args(solver: Solver, steps: int, shape: Sequence[int], **numbers: flo
     if len(shape) < 2 or shape[0] < 16:
         raise ValueError(f"shape must be (pilot >= 16, *event), got {tuple(shape)}")
     for name, (value, lo, hi) in numbers.items():
-        if isinstance(value, bool) or not lo <= value < hi:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value < hi:
             raise ValueError(f"{name} must lie in [{lo}, {hi}), got {value!r}")
 
 

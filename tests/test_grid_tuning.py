@@ -119,6 +119,7 @@ def test_tune_grid_ends_at_eps() -> None:
         (UniPC(), 1, (64, 2), {}, "steps must be"),
         (UniPC(), 5, (8, 2), {}, "shape must be"),
         (UniPC(), 5, (64, 2), {"trim": 0.6}, "trim must"),
+        (UniPC(), 5, (64, 2), {"trim": "0.1"}, "trim must"),
         (UniPC(), 5, (64, 2), {"weight": "fisher"}, "weight must"),
         (UniPC(), 5, (64, 2), {"max_evals": 1}, "max_evals must"),
         (UniPC(), 5, (64, 2), {"eps": 1.5}, "eps must"),

@@ -3,6 +3,7 @@
     python benchmarks/tuned_grid_benchmark.py                      # full run, ~6 min on 2 cores
     python benchmarks/tuned_grid_benchmark.py --quick              # a smoke run
     python benchmarks/tuned_grid_benchmark.py --levels grids.json  # also save the tuned levels
+    python benchmarks/tuned_grid_benchmark.py --from-levels docs/tuned_grids.json --seeds 4 5 6 7
 
 For each forward SDE (VP, sub-VP, VE), each exact-score 2-D mixture (eight Gaussians, the
 unequal mixture) and each NFE budget, :func:`sde_diffusion.tune_grid` tunes
@@ -31,6 +32,7 @@ from sde_diffusion.datasets import eight_gaussians, unequal_mixture
 from sde_diffusion.metrics.total_variation import tv_to_mixture
 from sde_diffusion.sampling import sample
 from sde_diffusion.sde import VESDE, VPSDE, SubVPSDE
+from solvers.grids import TabulatedGrid
 
 SDES = {"vp": VPSDE, "subvp": SubVPSDE, "ve": VESDE}
 MIXTURES = {"eight_gaussians": eight_gaussians, "unequal": unequal_mixture}
@@ -61,14 +63,17 @@ def main() -> None:
     ap.add_argument("--max-evals", type=int, default=1600)
     ap.add_argument("--bins", type=int, default=32)
     ap.add_argument("--levels", help="save the tuned noise levels to this JSON file")
+    ap.add_argument("--from-levels", help="evaluate the levels of this JSON file, no tuning")
     ap.add_argument("--quick", action="store_true", help="n=5000, pilot 512, 100 evals, 1 seed")
     args = ap.parse_args()
     if args.quick:
         args.n, args.pilot, args.max_evals, args.seeds, args.nfe = 5000, 512, 100, [0], [10]
     solver = instantiate(OmegaConf.load(CONF / "unipc.yaml"))
-    print(f"# n={args.n}, float64, {args.bins}x{args.bins} bins, prior seeds {args.seeds}, "
-          f"pilot {args.pilot} (seed 1000), <= {args.max_evals} objective evaluations; torch "
-          f"{torch.__version__}, {platform.machine()}, {torch.get_num_threads()} threads\n")  # fmt: skip
+    stored = json.loads(Path(args.from_levels).read_text()) if args.from_levels else {}
+    how = (f"levels from {args.from_levels}" if args.from_levels else
+           f"pilot {args.pilot} (seed 1000), <= {args.max_evals} objective evaluations")  # fmt: skip
+    print(f"# n={args.n}, float64, {args.bins}x{args.bins} bins, prior seeds {args.seeds}, {how}; "
+          f"torch {torch.__version__}, {platform.machine()}, {torch.get_num_threads()} threads\n")  # fmt: skip
     seeds = " / ".join(str(s) for s in args.seeds)
     print(f"| SDE | mixture | NFE | own grid (seeds {seeds}) | tuned grid | {REFERENCE_STEPS} "
           "steps (converged) | tuning: NFE per pilot draw, s |")  # fmt: skip
@@ -92,12 +97,16 @@ def main() -> None:
 
             converged = ratios(REFERENCE_STEPS)
             for nfe in args.nfe:
+                key = f"{sde_name}/{mix_name}/{nfe}"
                 start = time.perf_counter()
-                tuned = tune_grid(sde, score, solver, nfe, (args.pilot, 2),
-                                  max_evals=args.max_evals)  # fmt: skip
-                wall = time.perf_counter() - start
-                saved[f"{sde_name}/{mix_name}/{nfe}"] = list(tuned.levels)
-                cells = {"own": ratios(nfe), "tuned": ratios(nfe, tuned.grid)}
+                if args.from_levels:
+                    grid, cost = TabulatedGrid(tuple(stored[key])), "stored"
+                else:
+                    tuned = tune_grid(sde, score, solver, nfe, (args.pilot, 2),
+                                      max_evals=args.max_evals)  # fmt: skip
+                    grid, saved[key] = tuned.grid, list(tuned.levels)
+                    cost = f"{tuned.nfe:,}, {time.perf_counter() - start:.0f}"
+                cells = {"own": ratios(nfe), "tuned": ratios(nfe, grid)}
                 for key, vals in cells.items():
                     w = worst.setdefault((key, nfe), [0.0] * len(args.seeds))
                     worst[(key, nfe)] = [max(a, b) for a, b in zip(w, vals, strict=True)]
@@ -108,7 +117,7 @@ def main() -> None:
 
                 print(f"| {sde_name} | {mix_name} | {nfe} | {fmt(cells['own'])} | "
                       f"{fmt(cells['tuned'])} | {fmt(converged)} | "
-                      f"{tuned.nfe:,}, {wall:.0f} |", flush=True)  # fmt: skip
+                      f"{cost} |", flush=True)  # fmt: skip
 
     print(f"\n# worst TV/floor over the SDEs and mixtures, per prior seed ({seeds})\n")
     print("| UniPC grid | NFE | worst per seed | worst of all |")

@@ -96,6 +96,10 @@ def main() -> None:
                 return tv_ratios(solver, *s, steps, grid, args.bins)
 
             converged = ratios(REFERENCE_STEPS)
+            w = worst.setdefault(("converged", REFERENCE_STEPS), [0.0] * len(args.seeds))
+            worst[("converged", REFERENCE_STEPS)] = [
+                max(a, b) for a, b in zip(w, converged, strict=True)
+            ]
             for nfe in args.nfe:
                 key = f"{sde_name}/{mix_name}/{nfe}"
                 start = time.perf_counter()
@@ -110,10 +114,6 @@ def main() -> None:
                 for key, vals in cells.items():
                     w = worst.setdefault((key, nfe), [0.0] * len(args.seeds))
                     worst[(key, nfe)] = [max(a, b) for a, b in zip(w, vals, strict=True)]
-                w = worst.setdefault(("converged", REFERENCE_STEPS), [0.0] * len(args.seeds))
-                worst[("converged", REFERENCE_STEPS)] = [
-                    max(a, b) for a, b in zip(w, converged, strict=True)
-                ]
 
                 print(f"| {sde_name} | {mix_name} | {nfe} | {fmt(cells['own'])} | "
                       f"{fmt(cells['tuned'])} | {fmt(converged)} | "

@@ -62,7 +62,9 @@ class GridTuning:
     nfe: int
 
 
-def _check_args(solver: Solver, steps: int, shape: Sequence[int], **numbers: float) -> None:
+def _check_args(
+    solver: Solver, steps: int, shape: Sequence[int], trim: float, weight: str, max_evals: int
+) -> None:
     if solver.equation != "ode" or solver.stochastic or solver.adaptive:
         raise ValueError(
             f"tune_grid tunes fixed-step deterministic (ODE) solvers, got {type(solver).__name__}"
@@ -73,9 +75,12 @@ def _check_args(solver: Solver, steps: int, shape: Sequence[int], **numbers: flo
         )
     if len(shape) < 2 or shape[0] < 16:
         raise ValueError(f"shape must be (pilot >= 16, *event), got {tuple(shape)}")
-    for name, (value, lo, hi) in numbers.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value < hi:
-            raise ValueError(f"{name} must lie in [{lo}, {hi}), got {value!r}")
+    if isinstance(trim, bool) or not isinstance(trim, (int, float)) or not 0 <= trim < 0.5:
+        raise ValueError(f"trim must lie in [0.0, 0.5), got {trim!r}")
+    if isinstance(max_evals, bool) or not isinstance(max_evals, int) or max_evals < 2:
+        raise ValueError(f"max_evals must be an integer >= 2, got {max_evals!r}")
+    if weight not in WEIGHTS:
+        raise ValueError(f"weight must be one of {WEIGHTS}, got {weight!r}")
 
 
 def curvature_weight(score_fn: ScoreFn, x: Tensor, t: float, *, probes: int = PROBES) -> Tensor:
@@ -126,11 +131,7 @@ def tune_grid(
         max_evals: most objective evaluations (each ``steps`` x pilot score evaluations).
         seed, dtype, device, progress: the pilot draw, its precision and place, a bar.
     """
-    _check_args(solver, steps, shape, trim=(trim, 0.0, 0.5))
-    if isinstance(max_evals, bool) or not isinstance(max_evals, int) or max_evals < 2:
-        raise ValueError(f"max_evals must be an integer >= 2, got {max_evals!r}")
-    if weight not in WEIGHTS:
-        raise ValueError(f"weight must be one of {WEIGHTS}, got {weight!r}")
+    _check_args(solver, steps, shape, trim, weight, max_evals)
     eps = sde.eps if eps is None else eps
     if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not 0 < eps < sde.T:
         raise ValueError(f"eps must be a number in (0, T) = (0, {sde.T}), got {eps!r}")
@@ -156,7 +157,8 @@ def tune_grid(
     z0 = np.log(np.diff(-sde.noise_level(t0).log().numpy()))
 
     def levels_of(z: np.ndarray) -> tuple[float, ...]:
-        frac = np.concatenate([[0.0], np.cumsum(np.exp(z - z.max()) / np.exp(z - z.max()).sum())])
+        w = np.exp(z - z.max())  # softmax: positive increments that sum to 1
+        frac = np.concatenate([[0.0], np.cumsum(w / w.sum())])
         return tuple(np.exp(log_ends[0] + (log_ends[1] - log_ends[0]) * frac).tolist())
 
     best_value, best_levels, evals, search_nfe = math.inf, levels_of(z0), 0, 0

@@ -8,14 +8,25 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 
+from ..training.checkpoint import CheckpointError, load_checkpoint, require
+from ..training.rebuild import check_plain, rebuild
 from ._common import UsageError
 from ._job import build
 
-__all__ = ["TrainedModel", "build_score_model", "check_fits", "fill_model_config", "load_trained"]
+__all__ = [
+    "TrainedModel",
+    "build_score_model",
+    "check_fits",
+    "fill_model_config",
+    "load_trained",
+    "load_weights",
+    "stored_config",
+]
 
 
 def _unset(cfg: DictConfig, key: str) -> bool:
@@ -60,11 +71,14 @@ def fill_model_config(model_cfg: DictConfig, data_shape: tuple[int, ...]) -> Dic
     return cfg
 
 
-def build_score_model(sde: Any, model_cfg: DictConfig, parametrisation: str) -> nn.Module:
-    """``ScoreModel(net, sde, parametrisation)`` around the network the config names."""
+def build_score_model(
+    sde: Any, model_cfg: DictConfig, parametrisation: str, make: Callable[..., Any] = build
+) -> nn.Module:
+    """``ScoreModel(net, sde, parametrisation)`` around the network the config names, built
+    by ``make(node, key)`` (``build``: Hydra, for the command line's own config)."""
     from ..parametrisation import ScoreModel
 
-    net = build(model_cfg, "model")
+    net = make(model_cfg, "model")
     try:
         return ScoreModel(net, sde, parametrisation=parametrisation)
     except ValueError as err:
@@ -111,32 +125,95 @@ class TrainedModel:
         return score
 
 
-_CACHE: dict[tuple[str, float, bool], TrainedModel] = {}
+_CACHE: dict[tuple[str, float, int, bool, tuple[type, ...]], TrainedModel] = {}
 
 
-def load_trained(path: str | Path, ema: bool = True) -> TrainedModel:
+def stored_config(state: dict[str, Any], path: str | Path) -> dict[str, Any]:
+    """The training config a checkpoint records, as plain data (``yaml.safe_load``; no
+    interpolation is resolved and nothing is built)."""
+    require(state, ("config", "data_shape", "step"), path)
+    text = state["config"]
+    if not isinstance(text, str):
+        raise CheckpointError(f"checkpoint {str(path)!r}: its config is not YAML text")
+    try:
+        cfg = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise CheckpointError(f"checkpoint {str(path)!r}: its config is not valid YAML") from err
+    if not isinstance(cfg, dict):
+        raise CheckpointError(f"checkpoint {str(path)!r}: its config is not a mapping")
+    check_plain(cfg, "config")
+    for key in ("sde", "model", "parametrisation"):
+        if key not in cfg:
+            raise CheckpointError(f"checkpoint {str(path)!r}: its config lacks {key!r}")
+    return cfg
+
+
+def load_weights(model: nn.Module, weights: Any, what: str) -> None:
+    """``model.load_state_dict(weights)``, a mismatch named in one line (keys and shapes)."""
+    if not isinstance(weights, dict):
+        raise CheckpointError(f"{what} is not a state dict")
+    own = model.state_dict()
+    missing = [k for k in own if k not in weights]
+    unexpected = [k for k in weights if k not in own]
+    shapes = [
+        f"{k}: {tuple(weights[k].shape)} in the file, {tuple(v.shape)} in the model"
+        for k, v in own.items()
+        if k in weights and isinstance(weights[k], Tensor) and weights[k].shape != v.shape
+    ]
+    if missing or unexpected or shapes:
+        parts = []
+        if missing:
+            parts.append(f"missing keys {missing[:3]}{' ...' if len(missing) > 3 else ''}")
+        if unexpected:
+            parts.append(f"unexpected keys {unexpected[:3]}{' ...' if len(unexpected) > 3 else ''}")
+        if shapes:
+            parts.append(f"shape mismatch {shapes[0]}")
+        raise CheckpointError(f"{what} does not fit the model: {'; '.join(parts)}")
+    model.load_state_dict(weights)
+
+
+def load_trained(path: str | Path, ema: bool = True, allow: tuple[type, ...] = ()) -> TrainedModel:
     """Rebuild the SDE and score model a checkpoint was trained with, with its EMA weights
-    (``ema=False``: the raw weights). Refuses files that are not training checkpoints."""
-    from ..training.checkpoint import CheckpointError, load_checkpoint
+    (``ema=False``: the raw weights).
+
+    Nothing the file names is called unless it is in the allow-list of the project's own SDE
+    and network classes (:func:`sde_diffusion.training.rebuild.rebuild`); ``allow`` adds
+    classes of your own, as class objects. The weights load with ``weights_only=True`` after
+    the archive's CRCs are checked. Any bad file raises :class:`CheckpointError` in one line.
+    """
+    from ..parametrisation import ScoreModel
 
     path = Path(str(path))
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint={str(path)!r}: no such file")
-    key = (str(path.resolve()), path.stat().st_mtime, ema)
+    st = path.stat()
+    key = (str(path.resolve()), st.st_mtime, st.st_size, ema, tuple(allow))
     if key in _CACHE:
         return _CACHE[key]
     state = load_checkpoint(path)
-    if "config" not in state or "data_shape" not in state:
-        raise CheckpointError(f"checkpoint {str(path)!r} holds no training config")
-    cfg = OmegaConf.create(state["config"])
-    sde = build(cfg.sde, "sde")
-    model = build_score_model(sde, cfg.model, str(cfg.parametrisation))
-    weights = state["model"]
+    cfg = stored_config(state, path)
+    sde = rebuild(cfg["sde"], "sde")
+    net = rebuild(cfg["model"], "model", extra=allow)
+    if not isinstance(net, nn.Module):
+        raise CheckpointError(f"checkpoint {str(path)!r}: its model is not a network")
+    try:
+        model = ScoreModel(net, sde, parametrisation=str(cfg["parametrisation"]))
+    except ValueError as err:
+        raise CheckpointError(f"checkpoint {str(path)!r}: {err}") from err
     if ema:
+        require(state, ("ema",), path)
         prefix = "module."
+        if not isinstance(state["ema"], dict):
+            raise CheckpointError(f"checkpoint {str(path)!r}: its 'ema' entry is not a state dict")
         weights = {k[len(prefix) :]: v for k, v in state["ema"].items() if k.startswith(prefix)}
-    model.load_state_dict(weights)
+        load_weights(model, weights, f"checkpoint {str(path)!r}: the EMA weights")
+    else:
+        load_weights(model, state["model"], f"checkpoint {str(path)!r}: the weights")
     model.eval().requires_grad_(False)  # inference only: gradients flow to x, not the weights
-    shape = tuple(int(s) for s in state["data_shape"])
-    _CACHE[key] = TrainedModel(sde, model, shape, int(state["step"]))
+    try:
+        shape = tuple(int(s) for s in state["data_shape"])
+        step = int(state["step"])
+    except (TypeError, ValueError) as err:
+        raise CheckpointError(f"checkpoint {str(path)!r}: bad data_shape or step") from err
+    _CACHE[key] = TrainedModel(sde, model, shape, step)
     return _CACHE[key]

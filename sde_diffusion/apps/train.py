@@ -15,8 +15,10 @@ one directory; only rank 0 writes.
 from __future__ import annotations
 
 import logging
+import signal
 import sys
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +37,10 @@ from ..training import (
     TrainLogger,
     cleanup_distributed,
     init_distributed,
-    load_checkpoint,
 )
+from ..training.checkpoint import CheckpointError
+from ..training.rebuild import rebuild
+from ..training.signals import Interrupted, stop_requests
 from ._common import (
     UsageError,
     atomic_write_json,
@@ -47,7 +51,8 @@ from ._common import (
     set_threads,
 )
 from ._job import build, group_options
-from ._model import build_score_model, check_fits, fill_model_config
+from ._model import build_score_model, check_fits, fill_model_config, stored_config
+from ._resume import newest_valid, remove_orphans, resume_config
 
 log = logging.getLogger(__name__)
 
@@ -69,8 +74,20 @@ def dataset_tensor(dataset: Any) -> Tensor:
     return data.float()
 
 
-def run(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
-    """Train as configured; return the summary also written to ``train_summary.json``."""
+def run(cfg: DictConfig, out_dir: Path, overrides: Sequence[str] | None = None) -> dict[str, Any]:
+    """Train as configured; return the summary also written to ``train_summary.json``.
+
+    With ``resume=true`` the run goes on from its newest readable checkpoint with the config
+    stored in it (``overrides``: this command line's, checked against it; see ``_resume``).
+    A SIGINT or SIGTERM finishes the step, saves a checkpoint and raises ``Interrupted``.
+    """
+    resumed = None
+    if cfg.get("resume"):
+        remove_orphans(out_dir / "checkpoints")
+        resumed = newest_valid(CheckpointManager(out_dir / "checkpoints"))
+        stored = stored_config(resumed[1], resumed[0])
+        cfg = resume_config(stored, cfg, overrides or ())
+    make = _rebuild if resumed else build
     set_threads(cfg.get("threads"))
     tc = cfg.train
     for key in ("steps", "batch_size", "checkpoint_every", "keep_last", "log_every"):
@@ -82,7 +99,7 @@ def run(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     if tc.max_seconds is not None and not float(tc.max_seconds) > 0:
         raise UsageError(f"train.max_seconds must be > 0 or null, got {tc.max_seconds!r}")
     info, device = init_distributed(resolve_device(str(cfg.device)))
-    dataset = build(cfg.train_data, "train_data")
+    dataset = make(cfg.train_data, "train_data")
     data = dataset_tensor(dataset)
     to_unit = getattr(getattr(dataset, "scaler", None), "to_unit", None)  # images -> [0, 1]
     shape = tuple(data.shape[1:])
@@ -92,11 +109,11 @@ def run(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
             f"data set ({len(data)} items) with train.drop_last=true"
         )
     model_cfg = fill_model_config(cfg.model, shape)
-    sde = build(cfg.sde, "sde")
+    sde = make(cfg.sde, "sde")
     torch.manual_seed(seed)  # the same initial weights on every rank
-    model = build_score_model(sde, model_cfg, str(cfg.parametrisation)).to(device)
+    model = build_score_model(sde, model_cfg, str(cfg.parametrisation), make).to(device)
     check_fits(model, data[:2].to(device))
-    loss = _loss(cfg, sde)
+    loss = make(cfg.loss, "loss", sde=sde)
     resolved = OmegaConf.to_container(cfg, resolve=True)
     resolved["model"] = OmegaConf.to_container(model_cfg)
     extra = {"config": OmegaConf.to_yaml(resolved), "data_shape": list(shape)}
@@ -121,44 +138,56 @@ def run(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
         dist_info=info,
     )
     checkpoints = CheckpointManager(out_dir / "checkpoints", keep_last=tc.keep_last)
-    latest = checkpoints.latest()
-    if cfg.resume:
-        if latest is None:
-            raise UsageError(f"resume=true but {checkpoints.directory} holds no checkpoint")
-        trainer.load_state_dict(load_checkpoint(latest, map_location=device))
-        log.info("resuming from %s (step %d)", latest, trainer.step)
-    elif latest is not None:
+    if resumed is not None:
+        try:
+            trainer.load_state_dict(resumed[1])
+        except (KeyError, RuntimeError, ValueError, TypeError) as err:
+            raise CheckpointError(
+                f"checkpoint {str(resumed[0])!r} does not fit this run: {err}".splitlines()[0]
+            ) from err
+        log.info("resuming from %s (step %d)", resumed[0], trainer.step)
+    elif checkpoints.latest() is not None:
         raise UsageError(
             f"{checkpoints.directory} already holds checkpoints: pass resume=true to continue, "
             f"or choose another hydra.run.dir"
         )
     logger = (
-        TrainLogger(out_dir, resume_step=trainer.step if cfg.resume else None)
+        TrainLogger(out_dir, resume_step=trainer.step if resumed else None)
         if info.is_main
         else None
     )
-    solver = build(cfg.solver, "solver")
+    solver = make(cfg.solver, "solver")
 
     def figure(step: int, ema_model: nn.Module, name: str | None = None) -> None:
         path = out_dir / (name or f"figures/samples_{step:08d}.png")
         sample_figure(cfg, sde, solver, ema_model, trainer.data, path, f"step {step}", to_unit)
 
     try:
-        summary = trainer.fit(
-            tc.steps,
-            max_seconds=None if tc.max_seconds is None else float(tc.max_seconds),
-            checkpoints=checkpoints,
-            checkpoint_every=tc.checkpoint_every,
-            logger=logger,
-            log_every=tc.log_every,
-            sample_every=sample_every,
-            on_sample=figure,
-            extra_state=extra,
-            progress=bool(cfg.progress),
-        )
+        with stop_requests() as request:
+            summary = trainer.fit(
+                tc.steps,
+                max_seconds=None if tc.max_seconds is None else float(tc.max_seconds),
+                checkpoints=checkpoints,
+                checkpoint_every=tc.checkpoint_every,
+                logger=logger,
+                log_every=tc.log_every,
+                sample_every=sample_every,
+                on_sample=figure,
+                extra_state=extra,
+                progress=bool(cfg.progress),
+                stop_request=request,
+            )
     finally:
         if logger is not None:
             logger.close()
+    if summary["stopped_by"] == "stop_request":
+        signum = request.signum or signal.SIGTERM  # another rank's signal stopped this one
+        raise Interrupted(
+            signum,
+            f"interrupted by {signal.Signals(signum).name} at step {trainer.step}; checkpoint "
+            f"saved to {checkpoints.path(trainer.step)}; resume with: "
+            f"sde-train hydra.run.dir={out_dir} resume=true",
+        )
     try:
         if info.is_main:
             figure(trainer.step, trainer.ema.module, "samples.png")
@@ -175,14 +204,14 @@ def run(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     return summary
 
 
-def _loss(cfg: DictConfig, sde: Any) -> Any:
-    from hydra.errors import InstantiationException
-    from hydra.utils import instantiate
-
+def _rebuild(node: Any, key: str, **kwargs: Any) -> Any:
+    """From a stored config (data): the allow-list of :mod:`sde_diffusion.training.rebuild`."""
+    group = "" if key == "loss" else key  # the loss is configured in train.yaml itself
+    plain = OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
     try:
-        return instantiate(cfg.loss, sde=sde)
-    except InstantiationException as err:
-        raise UsageError(f"loss: {err.__cause__ or err}") from err
+        return rebuild(plain, group, **kwargs)
+    except TypeError as err:
+        raise UsageError(f"{key}: {err}") from err
 
 
 def sample_figure(
@@ -238,7 +267,9 @@ def sample_figure(
 def _hydra_main(cfg: DictConfig) -> None:
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
-        run_app(lambda: run(cfg, out_dir), out_dir, {"resume": bool(cfg.get("resume"))})
+        overrides = list(HydraConfig.get().overrides.task)
+        context = {"resume": bool(cfg.get("resume"))}
+        run_app(lambda: run(cfg, out_dir, overrides), out_dir, context)
     finally:
         cleanup_distributed()
 
@@ -246,7 +277,19 @@ def _hydra_main(cfg: DictConfig) -> None:
 def main() -> None:
     """Console entry point of ``sde-train``."""
     precheck_choices(sys.argv[1:], {g: group_options(g) for g in GROUPS})
+    sys.argv += _resume_record(sys.argv[1:])
     _hydra_main()
+
+
+def _resume_record(argv: list[str]) -> list[str]:
+    """On resume, Hydra's record of this invocation (config, overrides) goes to
+    ``.hydra/resume-<time>/``: the run's own ``.hydra/`` keeps describing how it began."""
+    words = {a.partition("=")[0].lstrip("+"): a.partition("=")[2] for a in argv}
+    if str(words.get("resume", "")).lower() not in ("true", "yes", "on", "1"):
+        return []
+    if "hydra.output_subdir" in words:
+        return []
+    return [f"hydra.output_subdir=.hydra/resume-{time.strftime('%Y%m%d-%H%M%S')}"]
 
 
 if __name__ == "__main__":

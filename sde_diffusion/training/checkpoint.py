@@ -9,12 +9,19 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
-__all__ = ["CheckpointError", "CheckpointManager", "load_checkpoint", "save_checkpoint"]
+__all__ = [
+    "CheckpointError",
+    "CheckpointManager",
+    "load_checkpoint",
+    "require",
+    "save_checkpoint",
+]
 
 _NAME = re.compile(r"^ckpt_(\d+)\.pt$")
 
@@ -47,6 +54,7 @@ def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, An
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {str(path)!r}: no such file")
+    _check_crc(path)
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # zipfile, unpickling and EOF errors all mean the same here
@@ -59,6 +67,35 @@ def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, An
             f"checkpoint {str(path)!r} is not a training checkpoint (no 'step'/'model' entries)"
         )
     return state
+
+
+def _check_crc(path: Path) -> None:
+    """Every record of the zip archive that ``torch.save`` wrote carries a CRC-32; a file whose
+    bytes were changed in place (a flipped bit, an overwritten block) fails it, where
+    ``torch.load`` alone would read the altered weights without a word."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as err:
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} is corrupt, truncated or not a checkpoint "
+            f"(not a readable archive: {err})"
+        ) from err
+    if bad is not None:
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} is corrupt: its record {bad!r} fails its CRC check "
+            f"(the file was changed after it was written)"
+        )
+
+
+def require(state: dict[str, Any], keys: tuple[str, ...], path: str | Path) -> None:
+    """Refuse a checkpoint that lacks any of ``keys``, naming them."""
+    missing = [k for k in keys if k not in state]
+    if missing:
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} lacks {', '.join(map(repr, missing))}: it is incomplete "
+            f"or was not written by sde-train"
+        )
 
 
 class CheckpointManager:

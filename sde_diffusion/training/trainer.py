@@ -178,12 +178,17 @@ class Trainer:
         on_sample: Callable[[int, nn.Module], None] | None = None,
         extra_state: dict[str, Any] | None = None,
         progress: bool = False,
+        stop_request: Callable[[], bool] | None = None,
     ) -> dict[str, Any]:
         """Train until ``steps`` optimiser steps in all or ``max_seconds`` of this call,
         whichever comes first; checkpoint every ``checkpoint_every`` steps and at the end.
 
         Only rank 0 logs, samples and writes. A NaN loss raises ``FloatingPointError`` naming
         the step and the last good checkpoint; files already written are left as they are.
+        ``stop_request()`` (e.g. a :class:`~sde_diffusion.training.signals.StopRequest` set by
+        SIGTERM) is polled after each step: the step finishes, a checkpoint is written and the
+        loop ends. The summary's ``stopped_by`` says why it ended: ``"steps"``,
+        ``"max_seconds"`` or ``"stop_request"``.
         """
         main = self.dist.is_main
         start_step, start = self.step, time.perf_counter()
@@ -191,10 +196,15 @@ class Trainer:
         window: list[float] = []
         saved_step = -1
         t_log, step_log = start, self.step
+        stopped_by = "steps"
         try:
             while self.step < steps:
                 late = max_seconds is not None and time.perf_counter() - start >= max_seconds
-                loss, stop = self.train_step(stop=late)
+                asked = stop_request is not None and bool(stop_request())
+                loss, stop = self.train_step(stop=late or asked)
+                if stop:  # this rank or another: all ranks stop after the same step
+                    asked = asked or not late
+                    stopped_by = "stop_request" if asked else "max_seconds"
                 window.append(loss)
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
@@ -235,6 +245,7 @@ class Trainer:
             "seconds": seconds,
             "steps_per_s": done / max(seconds, 1e-9),
             "final_loss": self.history[-1] if self.history else float("nan"),
+            "stopped_by": stopped_by,
         }
 
     # --- checkpoints -------------------------------------------------------------------

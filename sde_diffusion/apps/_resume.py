@@ -1,0 +1,99 @@
+"""``sde-train resume=true``: continue the run as it was configured, from its newest good file.
+
+The run's config is the one stored in its checkpoint (plain data, rebuilt through the
+allow-list of :mod:`sde_diffusion.training.rebuild`), not the current defaults. An override on
+the command line that disagrees with it is refused, except for :data:`RESUMABLE` keys.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from ..training.checkpoint import CheckpointError, CheckpointManager, load_checkpoint
+from ._common import UsageError
+from ._model import stored_config
+
+log = logging.getLogger(__name__)
+
+__all__ = ["RESUMABLE", "newest_valid", "remove_orphans", "resume_config"]
+
+# Keys that may differ from the stored run: how long to go on, and where/how to run.
+RESUMABLE = ("train.steps", "train.max_seconds", "device", "threads", "progress", "resume")
+
+
+def remove_orphans(directory: Path) -> list[Path]:
+    """Delete the temporary files of checkpoint writes that a kill interrupted."""
+    if not directory.is_dir():
+        return []
+    orphans = [p for p in directory.iterdir() if p.name.startswith(".") and p.suffix == ".tmp"]
+    for p in orphans:
+        p.unlink(missing_ok=True)
+    if orphans:
+        log.info("removed %d unfinished checkpoint file(s) in %s", len(orphans), directory)
+    return orphans
+
+
+def newest_valid(manager: CheckpointManager, map_location: Any = "cpu") -> tuple[Path, dict]:
+    """The newest checkpoint that loads (CRCs, keys and stored config all good); each newer
+    one that does not is skipped with a one-line warning."""
+    files = manager.list()
+    if not files:
+        raise UsageError(f"resume=true but {manager.directory} holds no checkpoint")
+    for path in reversed(files):
+        try:
+            state = load_checkpoint(path, map_location=map_location)
+            stored_config(state, path)
+            for key in ("ema", "optimizer", "scheduler", "scaler", "rng"):
+                if key not in state:
+                    raise CheckpointError(f"checkpoint {str(path)!r} lacks {key!r}")
+            return path, state
+        except CheckpointError as err:
+            log.warning("skipping unreadable checkpoint: %s", err)
+    raise CheckpointError(f"resume=true but no checkpoint in {manager.directory} is readable")
+
+
+def _key(override: str) -> tuple[str, str] | None:
+    key, sep, value = override.partition("=")
+    key = key.lstrip("+~")
+    if not sep or key.startswith("hydra.") or key == "hydra":
+        return None
+    return key, value
+
+
+def _get(tree: Any, key: str) -> Any:
+    for part in key.split("."):
+        if not isinstance(tree, dict) or part not in tree:
+            return None
+        tree = tree[part]
+    return tree
+
+
+def resume_config(stored: dict[str, Any], cfg: DictConfig, overrides: Sequence[str]) -> DictConfig:
+    """The stored config, with the :data:`RESUMABLE` keys that this command line overrides
+    taken from ``cfg``. Any other override must agree with the stored value, or it is refused
+    naming it. (A changed ``train.steps`` also moves the end of the learning-rate decay.)"""
+    current = OmegaConf.to_container(cfg, resolve=True)
+    changed = []
+    for override in overrides:
+        parsed = _key(override)
+        if parsed is None:
+            continue
+        key, value = parsed
+        if key in RESUMABLE:
+            changed.append(key)
+            continue
+        now, then = _get(current, key), _get(stored, key)
+        if now != then:
+            raise UsageError(
+                f"resume: {key}={value} conflicts with the run's stored config "
+                f"({key}: {then!r}); on resume only {', '.join(RESUMABLE[:-1])} may change"
+            )
+    merged = OmegaConf.create(stored)
+    for key in [*changed, "resume"]:
+        OmegaConf.update(merged, key, OmegaConf.select(cfg, key), force_add=True)
+    return merged

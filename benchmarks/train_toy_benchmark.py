@@ -35,6 +35,7 @@ from sde_diffusion.apps._model import load_trained
 from sde_diffusion.config import compose
 from sde_diffusion.metrics.total_variation import tv_to_mixture
 from sde_diffusion.sampling import sample
+from sde_diffusion.training.rebuild import rebuild
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "solver"
 
@@ -112,7 +113,7 @@ def main() -> None:
         summary = train(args.override, args.steps, args.seconds, out)
         torch.set_num_threads(args.threads or 1)
         cfg = summary["config"]
-        dataset = instantiate(cfg["train_data"])
+        dataset = rebuild(cfg["train_data"], "train_data")  # a stored config: allow-list only
         if getattr(dataset, "mixture", None) is None:
             raise SystemExit("train_data must be a Gaussian-mixture preset (exact law needed)")
         rows = []

@@ -5,6 +5,7 @@ from .distributed import DistInfo, cleanup_distributed, init_distributed
 from .log import TrainLogger, read_log
 from .sampler import ShardedBatches
 from .trainer import LinearWarmup, Trainer
+from .trained import TrainedModel, load_trained
 
 __all__ = [
     "CheckpointError",
@@ -13,10 +14,12 @@ __all__ = [
     "LinearWarmup",
     "ShardedBatches",
     "TrainLogger",
+    "TrainedModel",
     "Trainer",
     "cleanup_distributed",
     "init_distributed",
     "load_checkpoint",
+    "load_trained",
     "read_log",
     "save_checkpoint",
 ]

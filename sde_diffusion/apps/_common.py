@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import math
 import os
 import sys
 import tempfile
@@ -33,17 +35,35 @@ def run_app(
     """
     try:
         return fn()
-    except (ValueError, TypeError, FileNotFoundError, FloatingPointError, RuntimeError) as err:
+    except Exception as err:  # any failure is recorded as one, a KeyError or a full disk too
         if os.environ.get("SDE_DIFFUSION_DEBUG"):
             raise
-        message = str(err).splitlines()[0] if str(err) else type(err).__name__
+        message = describe(err)
         if out_dir is not None:
             record = {**(context or {}), "error": message, "error_type": type(err).__name__}
-            atomic_write_json(Path(out_dir) / "failure.json", record)
+            try:
+                atomic_write_json(Path(out_dir) / "failure.json", record)
+            except OSError:  # the disk that failed the run may refuse the record too
+                pass
         print(f"error: {message}", file=sys.stderr)
         if keep_going:
             return None
         sys.exit(2)
+
+
+#: failures whose message is the whole story; any other type is named in front of it
+_PLAIN = (ValueError, TypeError, FileNotFoundError, FloatingPointError, RuntimeError)
+
+
+def describe(err: BaseException) -> str:
+    """One line for a failure: its message, an ``OSError``'s reason and file, or its type."""
+    if isinstance(err, OSError) and not isinstance(err, FileNotFoundError | WriteError):
+        reason = (err.strerror or str(err) or type(err).__name__).lower()
+        return f"{reason}: {err.filename}" if err.filename else reason
+    text = str(err).splitlines()[0] if str(err) else ""
+    if isinstance(err, (*_PLAIN, WriteError)):
+        return text or type(err).__name__
+    return f"{type(err).__name__}: {text}" if text else type(err).__name__
 
 
 def precheck_choices(argv: list[str], groups: dict[str, list[str]]) -> None:
@@ -56,6 +76,14 @@ def precheck_choices(argv: list[str], groups: dict[str, list[str]]) -> None:
         key = key.lstrip("+~")
         if not sep or key not in groups:
             continue
+        if value.lstrip().startswith("{"):
+            print(
+                f"error: {key} takes the name of a config in conf/{key}/, not an inline config; "
+                f"to add one, put a YAML file naming its _target_ in conf/{key}/ "
+                "(a source checkout), or build the object in Python",
+                file=sys.stderr,
+            )
+            sys.exit(2)
         for name in value.split(","):
             if name not in groups[key]:
                 print(
@@ -94,15 +122,100 @@ def check_int(key: str, value: Any, minimum: int) -> int:
     return value
 
 
+#: the spellings a boolean option accepts (case-insensitive): YAML 1.1's pairs, and 1 / 0
+TRUE_WORDS = ("true", "yes", "on", "1")
+FALSE_WORDS = ("false", "no", "off", "0")
+
+
+def check_bool(key: str, value: Any) -> bool:
+    """A boolean option: ``True``/``False``, or one of :data:`TRUE_WORDS` / :data:`FALSE_WORDS`.
+
+    Hydra reads ``denoise=no`` as the string ``"no"`` (which ``bool`` would make true) and
+    ``denoise=1`` as an int; anything else (``maybe``, ``2``, null) is refused naming the key.
+    """
+    if isinstance(value, bool):
+        return value
+    word = str(value).strip().lower() if isinstance(value, str | int) else None
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise UsageError(f"{key} must be true or false (also yes/no, on/off, 1/0), got {value!r}")
+
+
+def check_float(
+    key: str,
+    value: Any,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    *,
+    above: bool = False,
+    allow_none: bool = False,
+) -> float | None:
+    """A finite number option within bounds (``above``: strictly greater than ``minimum``)."""
+    if value is None and allow_none:
+        return None
+    if not isinstance(value, bool) and isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            pass
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    ok = ok and (minimum is None or (value > minimum if above else value >= minimum))
+    ok = ok and (maximum is None or value <= maximum)
+    if not ok:
+        bounds = []
+        if minimum is not None:
+            bounds.append(f"{'>' if above else '>='} {minimum}")
+        if maximum is not None:
+            bounds.append(f"<= {maximum}")
+        rule = f"a number {' and '.join(bounds)}" if bounds else "a finite number"
+        raise UsageError(f"{key} must be {rule}{' or null' if allow_none else ''}, got {value!r}")
+    return float(value)
+
+
+class WriteError(OSError):
+    """An output that could not be written (full disk, no permission): its message names it."""
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
+def atomic_save(path: Path, write: Callable[[Any], None], mode: str = "wb") -> None:
+    """Write ``path`` through ``write(file)`` into a temporary file beside it, then rename it.
+
+    A failed or interrupted write leaves the old file (or none), never a truncated one; a
+    full disk or a refused write is raised as a one-line :class:`WriteError` naming ``path``.
+    """
+    path = Path(path)
+    tmp = None
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        with os.fdopen(fd, mode) as f:
+            write(f)
+        os.replace(tmp, path)
+    except BaseException as err:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        if isinstance(err, OSError) and not isinstance(err, WriteError):
+            code = err.errno or errno.EIO
+            reason = os.strerror(code).lower()
+            raise WriteError(code, f"{reason} writing {path}", str(path)) from err
+        raise
+
+
+def atomic_write_npz(path: Path, **arrays: Any) -> None:
+    """``numpy.savez`` into ``path`` atomically (see :func:`atomic_save`)."""
+    import numpy as np
+
+    atomic_save(path, lambda f: np.savez(f, **arrays))
+
+
 def atomic_write_json(path: Path, data: dict[str, Any]) -> None:
     """Write JSON to a temporary file in the same folder, then rename it into place."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2, sort_keys=True)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+
+    def write(f: Any) -> None:
+        json.dump(data, f, indent=2, sort_keys=True)
+        f.write("\n")
+
+    atomic_save(path, write, "w")

@@ -53,6 +53,16 @@ def sde_for(checkpoint: Any, sde: Any) -> Any:
     return load_trained(checkpoint).sde
 
 
+def sde_config_name(sde: Any) -> str:
+    """The ``conf/sde/`` name of the class of ``sde`` (a checkpoint's ``VESDE`` gives ``"ve"``),
+    or the class name where no packaged config names that class."""
+    cls = type(sde).__name__
+    for name in group_options("sde"):
+        if str(load_group("sde", name).get("_target_", "")).rsplit(".", 1)[-1] == cls:
+            return name
+    return cls
+
+
 def score_for(checkpoint: Any, sde: Any, data: Any):
     """The score to sample with: the dataset's exact score when ``checkpoint`` is null, else
     the checkpoint's score model (EMA weights), which must have been trained with ``sde``."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -25,17 +26,21 @@ from tqdm.auto import tqdm
 from ..results import collect, write_csv
 from ._common import (
     UsageError,
+    atomic_save,
+    check_bool,
     check_int,
-    precheck_choices,
+    describe,
     resolve_device,
     resolve_dtype,
-    run_app,
     set_threads,
 )
-from ._job import build, check_eps, evaluate, group_options, load_group, sample_job, score_for
+from ._job import build, check_eps, evaluate, load_group, sample_job, score_for
+from ._precheck import precheck
+from ._rundir import run_in_dir
 
 log = logging.getLogger(__name__)
-ERRORS = (ValueError, TypeError, FloatingPointError, RuntimeError)
+#: what a sweep writes: a rerun into the same directory needs overwrite=true
+OUTPUTS = ("results.csv", "quality_vs_nfe.png", "quality_vs_time.png", "failure.json")
 
 
 def _names(cfg: DictConfig, key: str, group: str) -> list[str]:
@@ -58,6 +63,7 @@ def sweep(cfg: DictConfig, out_dir: Path) -> list[dict[str, Any]]:
     device, dtype = resolve_device(str(cfg.device)), resolve_dtype(str(cfg.dtype))
     num, seed = check_int("num_samples", cfg.num_samples, 2), check_int("seed", cfg.seed, 0)
     sdes, solvers, steps = _names(cfg, "sdes", "sde"), _names(cfg, "solvers", "solver"), _steps(cfg)
+    denoise, progress = check_bool("denoise", cfg.denoise), check_bool("progress", cfg.progress)
     data = build(cfg.data, "data")
     data_name = str(HydraConfig.get().runtime.choices.get("data", "data"))
     plan = []
@@ -67,7 +73,7 @@ def sweep(cfg: DictConfig, out_dir: Path) -> list[dict[str, Any]]:
             for n in [None] if solver.adaptive else steps:
                 plan.append((sde_name, solver_name, n))
     rows: list[dict[str, Any]] = []
-    for sde_name, solver_name, n in tqdm(plan, desc="runs", disable=not cfg.progress):
+    for sde_name, solver_name, n in tqdm(plan, desc="runs", disable=not progress):
         start = time.perf_counter()
         row: dict[str, Any] = {"sde": sde_name, "solver": solver_name, "steps": n, "seed": seed}
         try:
@@ -85,13 +91,13 @@ def sweep(cfg: DictConfig, out_dir: Path) -> list[dict[str, Any]]:
                 seed=seed,
                 device=device,
                 dtype=dtype,
-                denoise=bool(cfg.denoise),
+                denoise=denoise,
             )
             info.update(evaluate(x, data, sde, eps, seed))
             info.update(sde_class=info["sde"], solver_class=info["solver"])
             row.update(info, sde=sde_name, solver=solver_name, data=data_name, status="ok")
-        except ERRORS as err:
-            row.update(status="failed", error=str(err).splitlines()[0])
+        except Exception as err:  # any failure is a failed row with its reason, a KeyError too
+            row.update(status="failed", error=describe(err), error_type=type(err).__name__)
             log.warning("%s / %s / steps=%s failed: %s", sde_name, solver_name, n, row["error"])
         row["job_time_s"] = time.perf_counter() - start
         rows.append(row)
@@ -125,7 +131,7 @@ def _plots(rows: list[dict[str, Any]], out_dir: Path) -> None:
         fig, ax = plt.subplots(figsize=(6.5, 4.5))
         draw(rows, metric=metric, ax=ax, floor_key=floor)
         fig.tight_layout()
-        fig.savefig(out_dir / name, dpi=120)
+        atomic_save(out_dir / name, partial(fig.savefig, dpi=120, format="png"))
         plt.close(fig)
 
 
@@ -148,12 +154,15 @@ def run(cfg: DictConfig, out_dir: Path) -> list[dict[str, Any]]:
 @hydra.main(config_path="pkg://sde_diffusion.conf", config_name="compare", version_base="1.3")
 def _hydra_main(cfg: DictConfig) -> None:
     out_dir = Path(HydraConfig.get().runtime.output_dir)
-    run_app(lambda: run(cfg, out_dir), out_dir)
+    rows = run_in_dir(lambda: run(cfg, out_dir), out_dir, OUTPUTS, cfg.get("overwrite", False))
+    if rows and all(r.get("status") != "ok" for r in rows):
+        print(f"error: all {len(rows)} runs failed (reasons in results.csv)", file=sys.stderr)
+        sys.exit(1)
 
 
 def main() -> None:
     """Console entry point of ``sde-compare``."""
-    precheck_choices(sys.argv[1:], {"data": group_options("data")})
+    precheck(sys.argv[1:], "compare.yaml", ("data",))
     _hydra_main()
 
 

@@ -33,16 +33,19 @@ from ..bits_per_dim import bits_per_dim
 from ..likelihood import log_likelihood
 from ._common import (
     atomic_write_json,
+    atomic_write_npz,
     check_int,
-    precheck_choices,
     resolve_device,
     resolve_dtype,
-    run_app,
     set_threads,
 )
-from ._job import build, check_eps, group_options, score_for
+from ._job import build, check_eps, score_for
+from ._precheck import precheck
+from ._rundir import run_in_dir
 
 log = logging.getLogger(__name__)
+#: what a run writes: a rerun into the same directory needs overwrite=true
+OUTPUTS = ("metrics.json", "failure.json", "logp.npz")
 
 
 def mean_ci95(values: np.ndarray) -> tuple[float, float, float]:
@@ -136,7 +139,7 @@ def run(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
         bad = int((~torch.isfinite(logp)).sum())
         raise FloatingPointError(f"non-finite log-likelihoods ({bad} of {num} samples)")
 
-    np.savez(out_dir / "logp.npz", **arrays)
+    atomic_write_npz(out_dir / "logp.npz", **arrays)
     atomic_write_json(out_dir / "metrics.json", metrics)
     log.info(
         "%s + %s (%s trace): NLL = %.4f nats [%.4f, %.4f], %.4f bits/dim [%.4f, %.4f], "
@@ -169,14 +172,13 @@ def _context(cfg: DictConfig) -> dict[str, Any]:
 def _hydra_main(cfg: DictConfig) -> None:
     hc = HydraConfig.get()
     out_dir = Path(hc.runtime.output_dir)
-    run_app(
-        lambda: run(cfg, out_dir), out_dir, _context(cfg), keep_going=hc.mode == RunMode.MULTIRUN
-    )
+    overwrite, multirun = cfg.get("overwrite", False), hc.mode == RunMode.MULTIRUN
+    run_in_dir(lambda: run(cfg, out_dir), out_dir, OUTPUTS, overwrite, _context(cfg), multirun)
 
 
 def main() -> None:
     """Console entry point of ``sde-likelihood``."""
-    precheck_choices(sys.argv[1:], {g: group_options(g) for g in ("sde", "solver", "data")})
+    precheck(sys.argv[1:], "likelihood.yaml", ("sde", "solver", "data"))
     _hydra_main()
 
 

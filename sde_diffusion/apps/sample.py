@@ -16,23 +16,27 @@ from typing import Any
 
 import hydra
 import matplotlib
-import numpy as np
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from ._common import (
+    atomic_save,
     atomic_write_json,
+    atomic_write_npz,
+    check_bool,
     check_int,
-    precheck_choices,
     resolve_device,
     resolve_dtype,
-    run_app,
     set_threads,
 )
-from ._job import build, check_eps, evaluate, group_options, sample_job, score_for, sde_for
+from ._job import build, check_eps, evaluate, sample_job, score_for, sde_config_name, sde_for
+from ._precheck import precheck
+from ._rundir import run_in_dir
 
 log = logging.getLogger(__name__)
+#: what a run writes: a rerun into the same directory needs overwrite=true
+OUTPUTS = ("metrics.json", "failure.json", "samples.npz", "samples.png")
 
 
 def run(cfg: DictConfig, out_dir: Path, names: dict[str, str] | None = None) -> dict[str, Any]:
@@ -42,6 +46,8 @@ def run(cfg: DictConfig, out_dir: Path, names: dict[str, str] | None = None) -> 
     dtype = resolve_dtype(str(cfg.dtype))
     num = check_int("num_samples", cfg.num_samples, 2)
     seed = check_int("seed", cfg.seed, 0)
+    denoise, progress = check_bool("denoise", cfg.denoise), check_bool("progress", cfg.progress)
+    figure = check_bool("figure", cfg.figure)
     sde, solver, data = build(cfg.sde, "sde"), build(cfg.solver, "solver"), build(cfg.data, "data")
     sde = sde_for(cfg.checkpoint, sde)  # a checkpoint samples with the SDE it was trained with
     eps = check_eps(cfg.eps, sde)
@@ -57,13 +63,15 @@ def run(cfg: DictConfig, out_dir: Path, names: dict[str, str] | None = None) -> 
         seed=seed,
         device=device,
         dtype=dtype,
-        denoise=bool(cfg.denoise),
-        progress=bool(cfg.progress),
+        denoise=denoise,
+        progress=progress,
     )
-    np.savez(out_dir / "samples.npz", x=x.cpu().numpy())
+    atomic_write_npz(out_dir / "samples.npz", x=x.cpu().numpy())
     metrics.update(evaluate(x, data, sde, eps, seed), dtype=str(cfg.dtype))
     metrics.update(sde_class=metrics["sde"], solver_class=metrics["solver"], **(names or {}))
-    if cfg.figure and data.dim <= 2:
+    if cfg.checkpoint is not None:  # the checkpoint's SDE, whatever sde= chose
+        metrics["sde"] = sde_config_name(sde)
+    if figure and data.dim <= 2:
         _figure(x, data.at(eps, sde), metrics, out_dir / "samples.png")
     atomic_write_json(out_dir / "metrics.json", metrics)
     log.info(
@@ -91,7 +99,7 @@ def _figure(x: Any, target: Any, metrics: dict[str, Any], path: Path) -> None:
     draw = plot.samples_2d if target.dim == 2 else plot.samples_1d
     draw(x.cpu().double(), log_prob=target.log_prob, ax=ax, title=title)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    atomic_save(path, lambda f: fig.savefig(f, dpi=120, format="png"))
     plt.close(fig)
 
 
@@ -108,12 +116,13 @@ def _hydra_main(cfg: DictConfig) -> None:
     names = _names(hc)
     context = {**names, "steps": cfg.get("steps"), "seed": cfg.get("seed")}
     multirun = hc.mode == RunMode.MULTIRUN
-    run_app(lambda: run(cfg, out_dir, names), out_dir, context, keep_going=multirun)
+    overwrite = cfg.get("overwrite", False)
+    run_in_dir(lambda: run(cfg, out_dir, names), out_dir, OUTPUTS, overwrite, context, multirun)
 
 
 def main() -> None:
     """Console entry point of ``sde-sample``."""
-    precheck_choices(sys.argv[1:], {g: group_options(g) for g in ("sde", "solver", "data")})
+    precheck(sys.argv[1:], "sample.yaml", ("sde", "solver", "data"))
     _hydra_main()
 
 

@@ -15,6 +15,7 @@ one directory; only rank 0 writes.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 import time
@@ -27,7 +28,7 @@ import matplotlib
 import torch
 import torch.distributed as dist
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from torch import Tensor, nn
 
 from ..sampling import sample
@@ -44,15 +45,17 @@ from ..training.signals import Interrupted, stop_requests
 from ._common import (
     UsageError,
     atomic_write_json,
+    check_bool,
+    check_float,
     check_int,
-    precheck_choices,
     resolve_device,
-    run_app,
     set_threads,
 )
-from ._job import build, group_options
+from ._job import build
 from ._model import build_score_model, check_fits, fill_model_config, stored_config
+from ._precheck import precheck
 from ._resume import newest_valid, remove_orphans, resume_config
+from ._rundir import run_in_dir
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +74,42 @@ def dataset_tensor(dataset: Any) -> Tensor:
         raise UsageError(
             f"train_data: expected a non-empty (N, ...) data set, got {tuple(data.shape)}"
         )
-    return data.float()
+    data = data.float()
+    finite = torch.isfinite(data.reshape(len(data), -1)).all(dim=1)
+    if not bool(finite.all()):  # once, here: not "the loss is nan" some steps later
+        bad = (~finite).nonzero().flatten()
+        row = data[int(bad[0])].flatten()
+        values = ", ".join(f"{v:g}" for v in row[:8].tolist()) + (", ..." if len(row) > 8 else "")
+        raise UsageError(
+            f"train_data: row {int(bad[0])} is not finite ([{values}]); {len(bad)} of "
+            f"{len(data)} rows hold NaN or inf: clean the data set"
+        )
+    return data
+
+
+#: boolean and number options of sde-train, read with the apps' checks (``denoise=no`` is off)
+BOOLS = ("progress", "train.drop_last", "train.ema_warmup", "train.amp", "loss.importance_sampling")
+FLOATS: dict[str, dict[str, Any]] = {
+    "train.lr": {"minimum": 0, "above": True},
+    "train.weight_decay": {"minimum": 0},
+    "train.grad_clip": {"minimum": 0},
+    "train.ema_decay": {"minimum": 0, "maximum": 1},
+    "train.lr_final": {"minimum": 0},
+    "train.max_seconds": {"minimum": 0, "above": True, "allow_none": True},
+    "loss.eps": {"minimum": 0, "above": True},
+}
+
+
+def _check_options(cfg: DictConfig) -> None:
+    """Check the boolean and number options and store them as ``bool`` and ``float``."""
+    values = {k: check_bool(k, v) for k in BOOLS if (v := OmegaConf.select(cfg, k)) is not None}
+    for key, bounds in FLOATS.items():
+        if OmegaConf.select(cfg, key, default="<absent>") != "<absent>":
+            values[key] = check_float(key, OmegaConf.select(cfg, key), **bounds)
+    values["train.warmup"] = check_int("train.warmup", cfg.train.warmup, 0)
+    with read_write(cfg), open_dict(cfg):
+        for key, value in values.items():
+            OmegaConf.update(cfg, key, value, merge=False)
 
 
 def run(cfg: DictConfig, out_dir: Path, overrides: Sequence[str] | None = None) -> dict[str, Any]:
@@ -82,13 +120,14 @@ def run(cfg: DictConfig, out_dir: Path, overrides: Sequence[str] | None = None) 
     A SIGINT or SIGTERM finishes the step, saves a checkpoint and raises ``Interrupted``.
     """
     resumed = None
-    if cfg.get("resume"):
+    if check_bool("resume", cfg.get("resume", False)):
         remove_orphans(out_dir / "checkpoints")
         resumed = newest_valid(CheckpointManager(out_dir / "checkpoints"))
         stored = stored_config(resumed[1], resumed[0])
         cfg = resume_config(stored, cfg, overrides or ())
     make = _rebuild if resumed else build
     set_threads(cfg.get("threads"))
+    _check_options(cfg)
     tc = cfg.train
     for key in ("steps", "batch_size", "checkpoint_every", "keep_last", "log_every"):
         check_int(f"train.{key}", tc[key], 1)
@@ -96,8 +135,6 @@ def run(cfg: DictConfig, out_dir: Path, overrides: Sequence[str] | None = None) 
     sample_every = (
         None if tc.sample_every is None else check_int("train.sample_every", tc.sample_every, 1)
     )
-    if tc.max_seconds is not None and not float(tc.max_seconds) > 0:
-        raise UsageError(f"train.max_seconds must be > 0 or null, got {tc.max_seconds!r}")
     info, device = init_distributed(resolve_device(str(cfg.device)))
     dataset = make(cfg.train_data, "train_data")
     data = dataset_tensor(dataset)
@@ -269,14 +306,15 @@ def _hydra_main(cfg: DictConfig) -> None:
     try:
         overrides = list(HydraConfig.get().overrides.task)
         context = {"resume": bool(cfg.get("resume"))}
-        run_app(lambda: run(cfg, out_dir, overrides), out_dir, context)
+        rank0 = int(os.environ.get("RANK", "0")) == 0  # under torchrun, rank 0 holds the lock
+        run_in_dir(lambda: run(cfg, out_dir, overrides), out_dir, (), False, context, lock=rank0)
     finally:
         cleanup_distributed()
 
 
 def main() -> None:
     """Console entry point of ``sde-train``."""
-    precheck_choices(sys.argv[1:], {g: group_options(g) for g in GROUPS})
+    precheck(sys.argv[1:], "train.yaml", GROUPS)
     sys.argv += _resume_record(sys.argv[1:])
     _hydra_main()
 

@@ -25,17 +25,21 @@ from omegaconf import DictConfig, OmegaConf
 from ..grid_tuning import tune_grid
 from ._common import (
     UsageError,
+    atomic_save,
     atomic_write_json,
+    check_bool,
     check_int,
-    precheck_choices,
     resolve_device,
     resolve_dtype,
-    run_app,
     set_threads,
 )
-from ._job import build, check_eps, group_options, score_for, sde_for
+from ._job import build, check_eps, score_for, sde_for
+from ._precheck import precheck
+from ._rundir import run_in_dir
 
 log = logging.getLogger(__name__)
+#: what a run writes: a rerun into the same directory needs overwrite=true
+OUTPUTS = ("tuning.json", "solver.yaml", "failure.json")
 
 
 def grid_override(solver: str, levels: tuple[float, ...]) -> list[str]:
@@ -80,12 +84,13 @@ def run(cfg: DictConfig, out_dir: Path, solver_name: str = "unipc") -> dict[str,
         seed=check_int("seed", cfg.seed, 0),
         dtype=dtype,
         device=device,
-        progress=bool(cfg.progress),
+        progress=check_bool("progress", cfg.progress),
     )
     wall = time.perf_counter() - start
     solver_cfg = OmegaConf.to_container(cfg.solver, resolve=True)
     solver_cfg["grid"] = {"_target_": "solvers.grids.TabulatedGrid", "levels": list(tuned.levels)}
-    OmegaConf.save(OmegaConf.create(solver_cfg), out_dir / "solver.yaml")
+    text = OmegaConf.to_yaml(OmegaConf.create(solver_cfg))
+    atomic_save(out_dir / "solver.yaml", lambda f: f.write(text), "w")
     record = {
         "sde": type(sde).__name__,
         "solver": type(solver).__name__,
@@ -124,12 +129,19 @@ def _hydra_main(cfg: DictConfig) -> None:
     out_dir = Path(hc.runtime.output_dir)
     context = {g: str(hc.runtime.choices[g]) for g in ("sde", "solver", "data")}
     multirun = hc.mode == RunMode.MULTIRUN
-    run_app(lambda: run(cfg, out_dir, context["solver"]), out_dir, context, keep_going=multirun)
+    run_in_dir(
+        lambda: run(cfg, out_dir, context["solver"]),
+        out_dir,
+        OUTPUTS,
+        cfg.get("overwrite", False),
+        context,
+        multirun,
+    )
 
 
 def main() -> None:
     """Console entry point of ``sde-tune-grid``."""
-    precheck_choices(sys.argv[1:], {g: group_options(g) for g in ("sde", "solver", "data")})
+    precheck(sys.argv[1:], "tune_grid.yaml", ("sde", "solver", "data"))
     _hydra_main()
 
 

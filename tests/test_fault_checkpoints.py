@@ -301,3 +301,14 @@ def test_sampling_app_on_sigterm_writes_failure_not_metrics(tmp_path):
     failure = yaml.safe_load((out / "failure.json").read_text())
     assert failure["error"].startswith("interrupted by SIGTERM")
     assert not (out / "metrics.json").exists() and not (out / "samples.npz").exists()
+
+
+def test_wall_clock_guard_says_so(tmp_path, caplog):
+    cfg = compose("train", [*TINY, "train.steps=100000", "train.max_seconds=0.2"])
+    with caplog.at_level(logging.WARNING):
+        summary = run(cfg, tmp_path)
+    assert summary["stopped_by"] == "max_seconds" and 0 < summary["step"] < 100000
+    lines = [r.message for r in caplog.records if "wall-clock guard" in r.message]
+    assert len(lines) == 1 and f"at step {summary['step']} of train.steps=100000" in lines[0]
+    saved = yaml.safe_load((tmp_path / "train_summary.json").read_text())
+    assert saved["stopped_by"] == "max_seconds"

@@ -225,6 +225,12 @@ def run(cfg: DictConfig, out_dir: Path, overrides: Sequence[str] | None = None) 
             f"saved to {checkpoints.path(trainer.step)}; resume with: "
             f"sde-train hydra.run.dir={out_dir} resume=true",
         )
+    if summary["stopped_by"] == "max_seconds" and info.is_main:
+        log.warning(
+            "stopped by the wall-clock guard train.max_seconds=%s at step %d of train.steps=%d; "
+            "resume with: sde-train hydra.run.dir=%s resume=true",
+            tc.max_seconds, trainer.step, tc.steps, out_dir,
+        )  # fmt: skip
     try:
         if info.is_main:
             figure(trainer.step, trainer.ema.module, "samples.png")

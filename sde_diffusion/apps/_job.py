@@ -35,10 +35,11 @@ def load_group(group: str, name: str) -> DictConfig:
     return OmegaConf.create(text)
 
 
-def build(node: Any, key: str) -> Any:
-    """Instantiate a config node, turning Hydra's wrapped errors into one clear line."""
+def build(node: Any, key: str, **kwargs: Any) -> Any:
+    """Instantiate a config node (from the command line, never from a file), turning Hydra's
+    wrapped errors into one clear line."""
     try:
-        return instantiate(node)
+        return instantiate(node, **kwargs)
     except InstantiationException as err:
         cause = err.__cause__ or err
         raise UsageError(f"{key}: {cause}") from err

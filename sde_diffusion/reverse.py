@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import torch
 from torch import Tensor
 
 from solvers.equation import Equation
@@ -55,6 +56,15 @@ def probability_flow_ode(sde: SDE, score_fn: ScoreFn) -> Equation:
 
 
 def tweedie_denoise(sde: SDE, score_fn: ScoreFn, x: Tensor, t: Tensor) -> Tensor:
-    """E[x_0 | x_t] = (x_t + sigma(t)^2 s(x_t, t)) / alpha(t) (Tweedie's formula; Efron, 2011)."""
-    alpha, sigma = sde.marginal(t)
-    return (x + append_dims(sigma**2, x.ndim) * score_fn(x, t)) / append_dims(alpha, x.ndim)
+    """E[x_0 | x_t] = (x_t + sigma(t)^2 s(x_t, t)) / alpha(t) (Tweedie's formula; Efron, 2011).
+
+    The score gets ``t`` in the dtype of ``x``; alpha, sigma and the sum are computed in at
+    least float32 and cast back. In float16, sigma(eps)^2 underflows to 0 at the default eps
+    of VE (1.7e-8) and sub-VP (1.2e-8), below float16's smallest number, 6e-8: a score that
+    grows like 1/sigma then gave 0 * inf = NaN, and the exact score gave no denoising at all.
+    """
+    work = torch.promote_types(x.dtype, torch.float32)
+    alpha, sigma = sde.marginal(t.to(work))
+    s = score_fn(x, t.to(x.dtype)).to(work)
+    x0 = (x.to(work) + append_dims(sigma**2, x.ndim) * s) / append_dims(alpha, x.ndim)
+    return x0.to(x.dtype)

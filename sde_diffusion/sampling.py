@@ -10,7 +10,7 @@ from torch import Tensor
 
 from solvers.base import Solver
 from solvers.grids import UniformGrid
-from solvers.integrate import integrate
+from solvers.integrate import NonFiniteStateError, integrate
 from solvers.seeded_noise import SeededNoise
 
 from .reverse import ScoreFn, probability_flow_ode, reverse_sde, tweedie_denoise
@@ -64,7 +64,8 @@ def sample(
         generator: seeds the prior draw and the solver's noise.
         denoise: finish with one Tweedie step x_0 = (x + sigma^2 s) / alpha (one more NFE).
         save_at: ``"grid"`` or a sequence of times at which to keep the state.
-        check_finite: raise if the state becomes NaN or inf (the error names the step).
+        check_finite: raise if the state becomes NaN or inf (the error names the step, or the
+            final denoising step).
         x_init: start from this x_T instead of a prior draw.
         seeds: one integer seed per sample (instead of ``generator``): the prior draw and all
             solver noise of sample ``i`` depend on ``seeds[i]`` only, so a sample is the same
@@ -120,9 +121,16 @@ def sample(
         )
         x, nfe = sol.x, sol.nfe
         if denoise:
-            t_end = torch.full((x.shape[0],), eps, device=x.device, dtype=x.dtype)
+            work = torch.promote_types(x.dtype, torch.float32)  # see tweedie_denoise
+            t_end = torch.full((x.shape[0],), eps, device=x.device, dtype=work)
             x = tweedie_denoise(sde, score_fn, x, t_end)
             nfe += 1
+            if check_finite and not bool(torch.isfinite(x).all()):  # one read, after the loop
+                raise NonFiniteStateError(
+                    f"the state became NaN or inf in the final denoising step (Tweedie, at "
+                    f"t=eps={eps:.6g}), after {sol.steps} finite steps; the score at t=eps is "
+                    "probably not finite: pass check_finite=False to sample anyway"
+                )
     return SampleResult(
         x=x,
         nfe=nfe,

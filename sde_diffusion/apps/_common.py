@@ -33,22 +33,32 @@ def run_app(
     run then exits with status 2; with ``keep_going`` (a job of a Hydra multirun) it returns,
     so the other jobs and the summary go on. ``SDE_DIFFUSION_DEBUG=1`` shows the traceback.
     """
+    from ..training.signals import Interrupted, exit_code, interrupt_on_signals
+
     try:
-        return fn()
+        with interrupt_on_signals():  # SIGINT/SIGTERM: recorded as a failure, exit 130/143
+            return fn()
+    except Interrupted as err:  # not an Exception: a signal ends even a multirun
+        _report(str(err), err.name, out_dir, context)
+        sys.exit(exit_code(err.signum))
     except Exception as err:  # any failure is recorded as one, a KeyError or a full disk too
         if os.environ.get("SDE_DIFFUSION_DEBUG"):
             raise
-        message = describe(err)
-        if out_dir is not None:
-            record = {**(context or {}), "error": message, "error_type": type(err).__name__}
-            try:
-                atomic_write_json(Path(out_dir) / "failure.json", record)
-            except OSError:  # the disk that failed the run may refuse the record too
-                pass
-        print(f"error: {message}", file=sys.stderr)
+        _report(describe(err), type(err).__name__, out_dir, context)
         if keep_going:
             return None
         sys.exit(2)
+
+
+def _report(message: str, kind: str, out_dir: Path | None, context: dict | None) -> None:
+    """``failure.json`` (when there is a run folder) and one line on stderr."""
+    if out_dir is not None:
+        record = {**(context or {}), "error": message, "error_type": kind}
+        try:
+            atomic_write_json(Path(out_dir) / "failure.json", record)
+        except OSError:  # the disk that failed the run may refuse the record too
+            pass
+    print(f"error: {message}", file=sys.stderr)
 
 
 #: failures whose message is the whole story; any other type is named in front of it

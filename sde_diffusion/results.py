@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+from .atomic import atomic_open
 
 #: leading columns, in this order; any other keys follow alphabetically
 COLUMNS = [
@@ -36,17 +36,11 @@ def write_csv(rows: Sequence[Mapping[str, Any]], path: str | Path) -> Path:
     path = Path(path)
     keys = {k for r in rows for k in r}
     header = [c for c in COLUMNS if c in keys] + sorted(keys - set(COLUMNS))
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=header, restval="")
-            w.writeheader()
-            for r in rows:
-                w.writerow({k: _cell(v) for k, v in r.items()})
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=header, restval="")
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: _cell(v) for k, v in r.items()})
     return path
 
 

@@ -7,12 +7,13 @@ import json
 import math
 import os
 import sys
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from ..atomic import atomic_open
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -198,15 +199,10 @@ def atomic_save(path: Path, write: Callable[[Any], None], mode: str = "wb") -> N
     full disk or a refused write is raised as a one-line :class:`WriteError` naming ``path``.
     """
     path = Path(path)
-    tmp = None
     try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        with os.fdopen(fd, mode) as f:
+        with atomic_open(path, mode) as f:
             write(f)
-        os.replace(tmp, path)
     except BaseException as err:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
         if isinstance(err, OSError) and not isinstance(err, WriteError):
             code = err.errno or errno.EIO
             reason = os.strerror(code).lower()

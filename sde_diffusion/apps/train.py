@@ -311,7 +311,7 @@ def _hydra_main(cfg: DictConfig) -> None:
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
         overrides = list(HydraConfig.get().overrides.task)
-        context = {"resume": bool(cfg.get("resume"))}
+        context = {"resume": cfg.get("resume")}
         rank0 = int(os.environ.get("RANK", "0")) == 0  # under torchrun, rank 0 holds the lock
         run_in_dir(lambda: run(cfg, out_dir, overrides), out_dir, (), False, context, lock=rank0)
     finally:

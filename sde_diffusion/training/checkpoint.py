@@ -6,14 +6,14 @@ A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts, so i
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from ..atomic import atomic_open
 
 __all__ = [
     "CheckpointError",
@@ -35,16 +35,8 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
     ``os.replace``. A failure (full disk, an unsaveable object, a kill) leaves no partial file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(path, "wb", fsync=True) as f:
+        torch.save(state, f)
     return path
 
 

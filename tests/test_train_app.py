@@ -99,6 +99,7 @@ def test_tune_grid_app_tunes_a_checkpoint(runs, tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     rec = json.loads((tmp_path / "tuning.json").read_text())
     assert rec["sde"] == "VPSDE" and len(rec["levels"]) == 4  # tuned with its own SDE
+    assert f"checkpoint={ckpt}" in rec["sample_overrides"]  # the logged command samples it
     assert rec["objective"] <= rec["initial_objective"]
 
 

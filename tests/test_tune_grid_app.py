@@ -52,3 +52,18 @@ def test_bad_input_is_one_clear_line(tmp_path, args, words):
     assert proc.returncode != 0 and "Traceback" not in err and len(err.splitlines()) == 1, err
     assert all(w in err for w in words), err
     assert not (tmp_path / "r" / "tuning.json").exists()
+
+
+def test_logged_sample_command_names_the_target():
+    # it once left out data= and checkpoint=: copied, it sampled another target
+    from sde_diffusion.apps.tune_grid import target_overrides
+
+    got = target_overrides(
+        {"sde": "ve", "solver": "unipc", "data": "gaussian_mixture"},
+        ["solver=unipc", "steps=10", "data=gaussian_mixture", "data.stds=[0.5,0.5]",
+         "checkpoint=runs/a/ckpt.pt", "eps=0.001", "pilot=64"],
+    )  # fmt: skip
+    assert got == [
+        "sde=ve", "data=gaussian_mixture", "data.stds=[0.5,0.5]",
+        "checkpoint=runs/a/ckpt.pt", "eps=0.001",
+    ]  # fmt: skip

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -49,10 +50,25 @@ def grid_override(solver: str, levels: tuple[float, ...]) -> list[str]:
     return [f"solver={solver}", "~solver.grid", f"+solver.grid={grid}"]
 
 
-def run(cfg: DictConfig, out_dir: Path, solver_name: str = "unipc") -> dict[str, Any]:
+def target_overrides(choices: dict[str, str], overrides: Sequence[str]) -> list[str]:
+    """The ``sde-sample`` overrides that name the target tuned for: its ``sde`` and ``data``
+    config names and this command line's ``data.*``, ``checkpoint``, ``eps`` and ``dtype``."""
+    keep = ("data.", "checkpoint=", "eps=", "dtype=", "device=")
+    named = [f"{g}={choices[g]}" for g in ("sde", "data") if g in choices]
+    return named + [o for o in overrides if o.lstrip("+~").startswith(keep)]
+
+
+def run(
+    cfg: DictConfig,
+    out_dir: Path,
+    solver_name: str = "unipc",
+    target: Sequence[str] = (),
+) -> dict[str, Any]:
     """Tune as configured; write ``solver.yaml`` and ``tuning.json`` (last).
 
-    ``solver_name``: the config name of the solver, for the ``sde-sample`` overrides.
+    ``solver_name``: the config name of the solver, for the ``sde-sample`` overrides;
+    ``target``: the overrides that name what was tuned for (:func:`target_overrides`), so that
+    the logged ``sde-sample`` command samples the same target with the tuned grid.
     """
     set_threads(cfg.get("threads"))
     device = resolve_device(str(cfg.device))
@@ -103,7 +119,7 @@ def run(cfg: DictConfig, out_dir: Path, solver_name: str = "unipc") -> dict[str,
         "nfe_per_pilot_sample": tuned.nfe,
         "pilot": pilot,
         "wall_time_s": wall,
-        "sample_overrides": grid_override(solver_name, tuned.levels),
+        "sample_overrides": [*grid_override(solver_name, tuned.levels), *target],
     }
     atomic_write_json(out_dir / "tuning.json", record)
     log.info(
@@ -128,9 +144,10 @@ def _hydra_main(cfg: DictConfig) -> None:
     hc = HydraConfig.get()
     out_dir = Path(hc.runtime.output_dir)
     context = {g: str(hc.runtime.choices[g]) for g in ("sde", "solver", "data")}
+    target = target_overrides(context, list(hc.overrides.task))
     multirun = hc.mode == RunMode.MULTIRUN
     run_in_dir(
-        lambda: run(cfg, out_dir, context["solver"]),
+        lambda: run(cfg, out_dir, context["solver"], target),
         out_dir,
         OUTPUTS,
         cfg.get("overwrite", False),

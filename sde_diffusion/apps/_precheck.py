@@ -22,8 +22,17 @@ from ._common import UsageError, precheck_choices
 from ._job import group_options
 
 
-def precheck(argv: list[str], config_name: str, groups: tuple[str, ...]) -> None:
-    """Refuse, in one line and with exit status 2, what Hydra would refuse in many."""
+def precheck(
+    argv: list[str], config_name: str, groups: tuple[str, ...], doc: str | None = None
+) -> None:
+    """Refuse, in one line and with exit status 2, what Hydra would refuse in many; with
+    ``--help`` (and the app's docstring ``doc``), print the app's own help and exit 0."""
+    if doc is not None and any(a in ("--help", "-h") for a in argv):
+        from ._help import help_text
+
+        app = "sde-" + config_name.removesuffix(".yaml").replace("_", "-")
+        print(help_text(app, doc, config_name, groups))
+        sys.exit(0)
     try:
         precheck_choices(argv, {g: group_options(g) for g in groups})
         overrides = _parse(argv)

@@ -162,7 +162,7 @@ def _hydra_main(cfg: DictConfig) -> None:
 
 def main() -> None:
     """Console entry point of ``sde-compare``."""
-    precheck(sys.argv[1:], "compare.yaml", ("data",))
+    precheck(sys.argv[1:], "compare.yaml", ("data",), __doc__)
     _hydra_main()
 
 

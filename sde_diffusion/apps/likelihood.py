@@ -178,7 +178,7 @@ def _hydra_main(cfg: DictConfig) -> None:
 
 def main() -> None:
     """Console entry point of ``sde-likelihood``."""
-    precheck(sys.argv[1:], "likelihood.yaml", ("sde", "solver", "data"))
+    precheck(sys.argv[1:], "likelihood.yaml", ("sde", "solver", "data"), __doc__)
     _hydra_main()
 
 

@@ -122,7 +122,7 @@ def _hydra_main(cfg: DictConfig) -> None:
 
 def main() -> None:
     """Console entry point of ``sde-sample``."""
-    precheck(sys.argv[1:], "sample.yaml", ("sde", "solver", "data"))
+    precheck(sys.argv[1:], "sample.yaml", ("sde", "solver", "data"), __doc__)
     _hydra_main()
 
 

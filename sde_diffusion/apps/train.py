@@ -320,7 +320,7 @@ def _hydra_main(cfg: DictConfig) -> None:
 
 def main() -> None:
     """Console entry point of ``sde-train``."""
-    precheck(sys.argv[1:], "train.yaml", GROUPS)
+    precheck(sys.argv[1:], "train.yaml", GROUPS, __doc__)
     sys.argv += _resume_record(sys.argv[1:])
     _hydra_main()
 

@@ -158,7 +158,7 @@ def _hydra_main(cfg: DictConfig) -> None:
 
 def main() -> None:
     """Console entry point of ``sde-tune-grid``."""
-    precheck(sys.argv[1:], "tune_grid.yaml", ("sde", "solver", "data"))
+    precheck(sys.argv[1:], "tune_grid.yaml", ("sde", "solver", "data"), __doc__)
     _hydra_main()
 
 

@@ -12,9 +12,9 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from .. import chunked
 from ..metrics.sliced_wasserstein import sliced_wasserstein
 from ..metrics.total_variation import tv_to_mixture
-from ..sampling import sample
 from ._common import UsageError, check_int
 
 
@@ -93,6 +93,11 @@ def check_eps(eps: Any, sde: Any) -> float:
     return float(eps)
 
 
+#: the most steps the apps run: a step of T / 10**6 is ~17 float32 spacings of t near T = 1;
+#: at 10**7 it would be ~2, so the float32 grid would be mostly rounding (and run for hours)
+MAX_STEPS = 1_000_000
+
+
 def sample_job(
     sde: Any,
     solver: Any,
@@ -107,26 +112,75 @@ def sample_job(
     dtype: torch.dtype,
     denoise: bool = False,
     progress: bool = False,
+    batch_size: Any = None,
 ) -> tuple[torch.Tensor, dict[str, Any]]:
-    """Sample and time it; return the samples and the run's bookkeeping (no quality metrics)."""
+    """Sample and time it; return the samples (on the host) and the run's bookkeeping.
+
+    ``num_samples`` are integrated ``batch_size`` at a time (None: all at once). Sample ``i``
+    has its own seed, ``seed * 2**32 + i`` (:class:`solvers.SeededNoise`), so with a fixed-step
+    solver the samples do not depend on ``batch_size``. Adaptive stochastic solvers, which draw
+    noise for the samples still running only, draw from one generator seeded with ``seed``
+    instead; adaptive solvers choose their steps per chunk. ``nfe``, ``accepted_steps`` and
+    ``rejected_steps`` are per sample: the mean over the chunks. A run whose first chunk or
+    whose samples will not fit in the free memory, or with more than ``MAX_STEPS`` steps, is
+    refused before it starts.
+    """
     if not solver.adaptive:
         steps = check_int("steps", steps, 1)
-    generator = torch.Generator(device=device).manual_seed(seed)
+        if steps > MAX_STEPS:
+            raise UsageError(
+                f"steps={steps} is above the maximum of {MAX_STEPS:,}: steps that short are "
+                "mostly float32 rounding of t near T"
+            )
+    batch = num_samples if batch_size is None else check_int("batch_size", batch_size, 1)
+    batch = min(batch, num_samples)
+    if num_samples > 2**32 or seed >= 2**31:
+        raise UsageError(
+            f"per-sample seeds need num_samples <= 2**32 and seed < 2**31, "
+            f"got num_samples={num_samples}, seed={seed}"
+        )
+    itemsize = torch.empty((), dtype=dtype).element_size()
+    n_elements = num_samples * math.prod(data.event_shape)
+    host = n_elements * (itemsize + 16)  # the samples, and the metrics' two float64 copies
+    free_host = chunked.available_memory("cpu")
+    if free_host is not None and host > free_host:
+        raise UsageError(
+            f"num_samples={num_samples} needs about {host / 2**30:.3g} GiB of host memory for "
+            f"the samples and their metrics, but {free_host / 2**30:.3g} GiB are available"
+        )
+    need = chunked.chunk_bytes(batch, data.event_shape, dtype)
+    free = chunked.available_memory(device)
+    if free is not None and device.type == "cpu":
+        free -= host  # the samples gathered so far share the host's memory
+    if free is not None and need > free:
+        raise UsageError(
+            f"batch_size={batch} needs about {need / 2**30:.3g} GiB on {device} for one chunk "
+            f"({chunked.STATE_FACTOR} copies of the state), but {max(free, 0) / 2**30:.3g} GiB "
+            "are available: lower batch_size"
+        )
+    per_sample = not (solver.adaptive and solver.stochastic)
+    if per_sample:
+        noise = {"seeds": seed * 2**32 + torch.arange(num_samples, dtype=torch.int64)}
+    else:
+        noise = {"generator": torch.Generator(device=device).manual_seed(seed)}
+    chunks = math.ceil(num_samples / batch)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     start = time.perf_counter()
-    res = sample(
+    res = chunked.sample_chunked(
         sde,
         score,
         solver,
         (num_samples, *data.event_shape),
+        batch_size=batch,
+        out_device="cpu",
         steps=steps,
         eps=eps,
-        generator=generator,
         device=device,
         dtype=dtype,
         progress=progress,
         denoise=denoise,
+        **noise,
     )
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -135,13 +189,15 @@ def sample_job(
         "sde": type(sde).__name__,
         "solver": type(solver).__name__,
         "steps": None if solver.adaptive else steps,
-        "nfe": res.nfe,
-        "accepted_steps": res.steps,
-        "rejected_steps": res.rejected,
+        "nfe": round(res.nfe / chunks),
+        "accepted_steps": round(res.steps / chunks),
+        "rejected_steps": round(res.rejected / chunks),
         "wall_time_s": wall,
         "seed": seed,
+        "per_sample_seeds": per_sample,
         "device": str(device),
         "num_samples": num_samples,
+        "batch_size": batch,
         "eps": eps,
         "denoise": bool(denoise),
     }

@@ -62,6 +62,7 @@ def sweep(cfg: DictConfig, out_dir: Path) -> list[dict[str, Any]]:
     set_threads(cfg.get("threads"))
     device, dtype = resolve_device(str(cfg.device)), resolve_dtype(str(cfg.dtype))
     num, seed = check_int("num_samples", cfg.num_samples, 2), check_int("seed", cfg.seed, 0)
+    batch_size = check_int("batch_size", cfg.get("batch_size", num), 1)
     sdes, solvers, steps = _names(cfg, "sdes", "sde"), _names(cfg, "solvers", "solver"), _steps(cfg)
     denoise, progress = check_bool("denoise", cfg.denoise), check_bool("progress", cfg.progress)
     data = build(cfg.data, "data")
@@ -92,6 +93,7 @@ def sweep(cfg: DictConfig, out_dir: Path) -> list[dict[str, Any]]:
                 device=device,
                 dtype=dtype,
                 denoise=denoise,
+                batch_size=batch_size,
             )
             info.update(evaluate(x, data, sde, eps, seed))
             info.update(sde_class=info["sde"], solver_class=info["solver"])

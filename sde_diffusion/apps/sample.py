@@ -65,6 +65,7 @@ def run(cfg: DictConfig, out_dir: Path, names: dict[str, str] | None = None) -> 
         dtype=dtype,
         denoise=denoise,
         progress=progress,
+        batch_size=cfg.get("batch_size"),
     )
     atomic_write_npz(out_dir / "samples.npz", x=x.cpu().numpy())
     metrics.update(evaluate(x, data, sde, eps, seed), dtype=str(cfg.dtype))

@@ -1,7 +1,7 @@
 """``sde-train``: train a score model by denoising score matching; checkpoint, log and sample.
 
     sde-train                                        # 2-D toy, MLP, about a minute on a CPU
-    sde-train train_data=digits model=unet_digits train.max_seconds=300
+    sde-train train_data=digits model=unet_digits_small train.batch_size=128 train.ema_decay=0.995 train.max_seconds=300
     sde-train hydra.run.dir=<that run's dir> resume=true
     torchrun --nproc_per_node=2 -m sde_diffusion.apps.train hydra.run.dir=outputs/ddp
 

@@ -311,3 +311,38 @@ def test_samples_1d_histogram_and_density_curve_label() -> None:
     area = np.trapezoid(curve.get_ydata(), curve.get_xdata())
     assert abs(area - 1.0) < 1e-2
     plt.close("all")
+
+
+def _rows():
+    rows = []
+    for solver in ("euler_maruyama", "torchsde"):  # identical curves, as in notebook 3
+        for nfe, tv in ((10, 0.4), (100, 0.1)):
+            rows.append(dict(sde="vp", solver=solver, nfe=nfe, tv=tv, tv_floor=0.05,
+                             tv_ratio=tv / 0.05, wall_time_s=nfe / 100))  # fmt: skip
+    rows.append(dict(sde="vp", solver="ode", nfe=60, tv=0.05, tv_floor=0.05, tv_ratio=1.0,
+                     wall_time_s=0.3))  # an adaptive solver, on the floor  # fmt: skip
+    return rows
+
+
+def test_comparison_plot_names_the_metric_and_keeps_every_series_visible():
+    from sde_diffusion.plot import quality_vs_nfe
+
+    ax = quality_vs_nfe(_rows())
+    assert ax.get_ylabel() == "total variation to the exact law"
+    assert "against score evaluations" in ax.get_title()
+    lines = {ln.get_label(): ln for ln in ax.get_lines()}
+    em, ts, ode = lines["vp / euler_maruyama"], lines["vp / torchsde"], lines["vp / ode"]
+    assert em.get_marker() != ts.get_marker()  # coinciding curves stay distinguishable
+    floor = lines["noise floor"]
+    assert ode.get_markersize() > em.get_markersize() and ode.get_zorder() > floor.get_zorder()
+    plt.close("all")
+
+
+def test_ratio_plot_draws_the_floor_at_one():
+    from sde_diffusion.plot import quality_vs_nfe
+
+    ax = quality_vs_nfe(_rows(), metric="tv_ratio")
+    assert ax.get_ylabel() == "TV / its noise floor (1 = the floor)"
+    floor = next(ln for ln in ax.get_lines() if ln.get_label().startswith("noise floor"))
+    assert list(floor.get_ydata()) == [1.0, 1.0]
+    plt.close("all")

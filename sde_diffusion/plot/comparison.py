@@ -30,6 +30,18 @@ def _series(rows: Sequence[Row], x_key: str, metric: str) -> dict[str, list[tupl
     return {k: sorted(v) for k, v in sorted(out.items())}
 
 
+#: full names of the metrics the apps record, for axis labels
+METRIC_NAMES = {
+    "tv": "total variation to the exact law",
+    "tv_ratio": "TV / its noise floor (1 = the floor)",
+    "sliced_wasserstein": "sliced Wasserstein-2 distance",
+    "nll": "negative log-likelihood (nats)",
+    "bpd": "bits per dimension",
+}
+_MARKERS = "osD^vP*Xph<>"
+_STYLES = ("-", "--", "-.", ":")
+
+
 def _draw(
     rows: Sequence[Row],
     x_key: str,
@@ -41,17 +53,30 @@ def _draw(
     if ax is None:
         _, ax = plt.subplots(figsize=(6.5, 4.5))
     series = _series(rows, x_key, metric)
-    for label, pts in series.items():
+    for i, (label, pts) in enumerate(series.items()):
         xs, ys = zip(*pts, strict=True)
-        ax.plot(xs, ys, marker="o", ms=3, label=label)
-    floors = [
-        float(r[floor_key])
-        for r in rows
-        if floor_key and r.get(floor_key) not in (None, "") and r.get("status", "ok") == "ok"
-    ]
-    if floors:
-        ax.axhline(sum(floors) / len(floors), color="k", ls="--", lw=1, label="noise floor")
-    ax.set(xscale="log", yscale="log", xlabel=xlabel, ylabel=metric)
+        # Distinct markers and dashes: curves that coincide (torchsde's Euler-Maruyama on ours)
+        # stay visible; a single point (an adaptive solver) is drawn large, above the floor line.
+        one = len(pts) == 1
+        ax.plot(
+            xs, ys, marker=_MARKERS[i % len(_MARKERS)], ms=11 if one else 9 - 2 * (i % 3),
+            ls=_STYLES[i % len(_STYLES)], mfc="none" if i % 2 else None, label=label, zorder=3,
+        )  # fmt: skip
+    if metric == "tv_ratio":
+        ax.axhline(1.0, color="k", ls="--", lw=1, label="noise floor (= 1)", zorder=1)
+    else:
+        floors = [
+            float(r[floor_key])
+            for r in rows
+            if floor_key and r.get(floor_key) not in (None, "") and r.get("status", "ok") == "ok"
+        ]
+        if floors:
+            floor = sum(floors) / len(floors)
+            ax.axhline(floor, color="k", ls="--", lw=1, label="noise floor", zorder=1)
+    name = METRIC_NAMES.get(metric, metric.replace("_", " "))
+    ax.set(xscale="log", yscale="log", xlabel=xlabel, ylabel=name)
+    if not ax.get_title():
+        ax.set_title(f"{name} against {xlabel}", fontsize=9)
     ax.grid(True, which="both", alpha=0.3)
     if series:
         ax.legend(fontsize=7)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 from importlib import resources
 from typing import Any
 
@@ -43,6 +44,32 @@ def build(node: Any, key: str, **kwargs: Any) -> Any:
     except InstantiationException as err:
         cause = err.__cause__ or err
         raise UsageError(f"{key}: {cause}") from err
+
+
+def explicit_data(overrides: Sequence[str]) -> bool:
+    """Whether a command line chose the data (``data=...`` or ``data.KEY=...``)."""
+    return any(o.lstrip("+~").partition("=")[0].split(".")[0] == "data" for o in overrides)
+
+
+def data_for(checkpoint: Any, data_cfg: Any, explicit: bool = False) -> Any:
+    """What samples are scored against: the ``data`` config, or, for a checkpoint when ``data``
+    was not chosen on the command line, the data it was trained on (its exact law, or held-out
+    data: :mod:`._reference`)."""
+    if checkpoint is None or explicit:
+        return build(data_cfg, "data")
+    from ._model import load_trained
+    from ._reference import checkpoint_data
+
+    return checkpoint_data(load_trained(checkpoint).config)
+
+
+def score_samples(x: torch.Tensor, data: Any, sde: Any, eps: float, seed: int) -> dict[str, Any]:
+    """:func:`evaluate` against an exact law, or the held-out metrics of a checkpoint's data."""
+    from ._reference import HeldOut
+
+    if isinstance(data, HeldOut):
+        return data.evaluate(x, seed)
+    return evaluate(x, data, sde, eps, seed)
 
 
 def sde_for(checkpoint: Any, sde: Any) -> Any:

@@ -34,7 +34,16 @@ from ._common import (
     resolve_dtype,
     set_threads,
 )
-from ._job import build, check_eps, evaluate, load_group, sample_job, score_for
+from ._job import (
+    build,
+    check_eps,
+    data_for,
+    explicit_data,
+    load_group,
+    sample_job,
+    score_for,
+    score_samples,
+)
 from ._precheck import precheck
 from ._rundir import run_in_dir
 
@@ -65,8 +74,11 @@ def sweep(cfg: DictConfig, out_dir: Path) -> list[dict[str, Any]]:
     batch_size = check_int("batch_size", cfg.get("batch_size", num), 1)
     sdes, solvers, steps = _names(cfg, "sdes", "sde"), _names(cfg, "solvers", "solver"), _steps(cfg)
     denoise, progress = check_bool("denoise", cfg.denoise), check_bool("progress", cfg.progress)
-    data = build(cfg.data, "data")
-    data_name = str(HydraConfig.get().runtime.choices.get("data", "data"))
+    hc = HydraConfig.get()
+    explicit = explicit_data(hc.overrides.task)
+    data = data_for(cfg.checkpoint, cfg.data, explicit)  # a checkpoint: its own training data
+    own = cfg.checkpoint is not None and not explicit
+    data_name = "checkpoint's data" if own else str(hc.runtime.choices.get("data", "data"))
     plan = []
     for sde_name in sdes:
         for solver_name in solvers:
@@ -95,7 +107,7 @@ def sweep(cfg: DictConfig, out_dir: Path) -> list[dict[str, Any]]:
                 denoise=denoise,
                 batch_size=batch_size,
             )
-            info.update(evaluate(x, data, sde, eps, seed))
+            info.update(score_samples(x, data, sde, eps, seed))
             info.update(sde_class=info["sde"], solver_class=info["solver"])
             row.update(info, sde=sde_name, solver=solver_name, data=data_name, status="ok")
         except Exception as err:  # any failure is a failed row with its reason, a KeyError too

@@ -39,7 +39,7 @@ from ._common import (
     resolve_dtype,
     set_threads,
 )
-from ._job import build, check_eps, score_for
+from ._job import build, check_eps, data_for, explicit_data, score_for, sde_for
 from ._precheck import precheck
 from ._rundir import run_in_dir
 
@@ -56,8 +56,11 @@ def mean_ci95(values: np.ndarray) -> tuple[float, float, float]:
     return mean, mean - half, mean + half
 
 
-def run(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
-    """Compute the log-likelihoods as configured; write ``logp.npz`` and ``metrics.json``."""
+def run(cfg: DictConfig, out_dir: Path, explicit: bool = False) -> dict[str, Any]:
+    """Compute the log-likelihoods as configured; write ``logp.npz`` and ``metrics.json``.
+
+    With a checkpoint and no ``data`` on the command line (``explicit``), the test points are
+    its training data's: exact draws of its law, or held-out data."""
     set_threads(cfg.get("threads"))
     device = resolve_device(str(cfg.device))
     dtype = resolve_dtype(str(cfg.dtype))
@@ -65,7 +68,9 @@ def run(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     batch_size = check_int("batch_size", cfg.batch_size, 1)
     seed = check_int("seed", cfg.seed, 0)
     n_probes = check_int("n_probes", cfg.n_probes, 1)
-    sde, solver, data = build(cfg.sde, "sde"), build(cfg.solver, "solver"), build(cfg.data, "data")
+    sde, solver = build(cfg.sde, "sde"), build(cfg.solver, "solver")
+    data = data_for(cfg.checkpoint, cfg.data, explicit)
+    sde = sde_for(cfg.checkpoint, sde)  # a checkpoint is evaluated with the SDE it was trained with
     steps = None if solver.adaptive else cfg.steps  # log_likelihood checks it and the solver
     eps = check_eps(cfg.eps, sde)
     score = score_for(cfg.checkpoint, sde, data)
@@ -73,6 +78,7 @@ def run(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     x = data.sample(
         num, torch.Generator(device=device).manual_seed(seed), device=device, dtype=dtype
     )
+    num = len(x)  # held-out data may hold fewer points
     probes = torch.Generator(device=device).manual_seed(seed + 1)
     logps, nfe, rejected, start = [], 0, 0, time.perf_counter()
     for i in range(0, num, batch_size):
@@ -173,7 +179,9 @@ def _hydra_main(cfg: DictConfig) -> None:
     hc = HydraConfig.get()
     out_dir = Path(hc.runtime.output_dir)
     overwrite, multirun = cfg.get("overwrite", False), hc.mode == RunMode.MULTIRUN
-    run_in_dir(lambda: run(cfg, out_dir), out_dir, OUTPUTS, overwrite, _context(cfg), multirun)
+    explicit = explicit_data(hc.overrides.task)
+    job = lambda: run(cfg, out_dir, explicit)  # noqa: E731
+    run_in_dir(job, out_dir, OUTPUTS, overwrite, _context(cfg), multirun)
 
 
 def main() -> None:

@@ -30,8 +30,19 @@ from ._common import (
     resolve_dtype,
     set_threads,
 )
-from ._job import build, check_eps, evaluate, sample_job, score_for, sde_config_name, sde_for
+from ._job import (
+    build,
+    check_eps,
+    data_for,
+    explicit_data,
+    sample_job,
+    score_for,
+    score_samples,
+    sde_config_name,
+    sde_for,
+)
 from ._precheck import precheck
+from ._reference import HeldOut
 from ._rundir import run_in_dir
 
 log = logging.getLogger(__name__)
@@ -39,8 +50,16 @@ log = logging.getLogger(__name__)
 OUTPUTS = ("metrics.json", "failure.json", "samples.npz", "samples.png")
 
 
-def run(cfg: DictConfig, out_dir: Path, names: dict[str, str] | None = None) -> dict[str, Any]:
-    """Sample as configured; write ``samples.npz``, the figure and ``metrics.json`` (last)."""
+def run(
+    cfg: DictConfig,
+    out_dir: Path,
+    names: dict[str, str] | None = None,
+    explicit: bool = False,
+) -> dict[str, Any]:
+    """Sample as configured; write ``samples.npz``, the figure and ``metrics.json`` (last).
+
+    With a checkpoint, the samples are scored against the data it was trained on unless the
+    command line chose ``data`` (``explicit``)."""
     set_threads(cfg.get("threads"))
     device = resolve_device(str(cfg.device))
     dtype = resolve_dtype(str(cfg.dtype))
@@ -48,7 +67,8 @@ def run(cfg: DictConfig, out_dir: Path, names: dict[str, str] | None = None) -> 
     seed = check_int("seed", cfg.seed, 0)
     denoise, progress = check_bool("denoise", cfg.denoise), check_bool("progress", cfg.progress)
     figure = check_bool("figure", cfg.figure)
-    sde, solver, data = build(cfg.sde, "sde"), build(cfg.solver, "solver"), build(cfg.data, "data")
+    sde, solver = build(cfg.sde, "sde"), build(cfg.solver, "solver")
+    data = data_for(cfg.checkpoint, cfg.data, explicit)
     sde = sde_for(cfg.checkpoint, sde)  # a checkpoint samples with the SDE it was trained with
     eps = check_eps(cfg.eps, sde)
     score = score_for(cfg.checkpoint, sde, data)
@@ -68,21 +88,27 @@ def run(cfg: DictConfig, out_dir: Path, names: dict[str, str] | None = None) -> 
         batch_size=cfg.get("batch_size"),
     )
     atomic_write_npz(out_dir / "samples.npz", x=x.cpu().numpy())
-    metrics.update(evaluate(x, data, sde, eps, seed), dtype=str(cfg.dtype))
+    metrics.update(score_samples(x, data, sde, eps, seed), dtype=str(cfg.dtype))
     metrics.update(sde_class=metrics["sde"], solver_class=metrics["solver"], **(names or {}))
     if cfg.checkpoint is not None:  # the checkpoint's SDE, whatever sde= chose
         metrics["sde"] = sde_config_name(sde)
-    if figure and data.dim <= 2:
+    if figure and isinstance(data, HeldOut):
+        held_out_figure(x, data, metrics, out_dir / "samples.png")
+    elif figure and data.dim <= 2:
         _figure(x, data.at(eps, sde), metrics, out_dir / "samples.png")
     atomic_write_json(out_dir / "metrics.json", metrics)
     log.info(
-        "%s + %s: nfe=%d, %.2f s, sliced W2=%.4f%s",
+        "%s + %s: nfe=%d, %.2f s, sliced W2=%.4f%s%s",
         metrics["sde"],
         metrics["solver"],
         metrics["nfe"],
         metrics["wall_time_s"],
         metrics["sliced_wasserstein"],
         f", TV={metrics['tv']:.4f} (floor {metrics['tv_floor']:.4f})" if "tv" in metrics else "",
+        f" (floor {metrics['sliced_wasserstein_floor']:.4f}), MMD^2={metrics['mmd']:.2e} "
+        f"(floor {metrics['mmd_floor']:.2e}) against {metrics['reference']}"
+        if "mmd" in metrics
+        else "",
     )
     return metrics
 
@@ -104,6 +130,44 @@ def _figure(x: Any, target: Any, metrics: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
+def held_out_figure(x: Any, data: HeldOut, metrics: dict[str, Any], path: Path) -> None:
+    """Samples beside the held-out data: a scatter over it (2-D), histograms (1-D) or two
+    image grids (images, mapped to [0, 1] by the data set's scaler)."""
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .. import plot
+
+    title = (
+        f"{metrics['sde']} / {metrics['solver']}, NFE={metrics['nfe']}\n"
+        f"SW={metrics['sliced_wasserstein']:.3g} (floor {metrics['sliced_wasserstein_floor']:.3g})"
+    )
+    x, ref = x.detach().cpu().float(), data.held_out.float()
+    if x.ndim == 2 and x.shape[1] <= 2:
+        fig, ax = plt.subplots(figsize=(5, 5))
+        if x.shape[1] == 2:
+            ax.scatter(ref[:5000, 0].numpy(), ref[:5000, 1].numpy(), s=2, alpha=0.2, color="tab:gray",
+                       label="held-out data")  # fmt: skip
+            plot.samples_2d(x, ax=ax, title=title)
+            ax.legend(loc="upper right", markerscale=4)
+        else:
+            ax.hist(ref[:, 0].numpy(), bins=80, density=True, alpha=0.4, label="held-out data")
+            plot.samples_1d(x, ax=ax, title=title)
+    elif x.ndim == 4:
+        unit = data.to_unit or (lambda v: ((v + 1) / 2).clamp(0, 1))
+        k = min(64, len(x), len(ref))
+        fig = plot.image_grids(
+            {f"samples ({title.splitlines()[0]})": unit(x[:k]), "held-out data": unit(ref[:k])},
+            value_range=(0.0, 1.0),
+        )
+    else:
+        return  # flat vectors of more than 2 dimensions: no picture says more than the metrics
+    if fig.get_layout_engine() is None:
+        fig.tight_layout()
+    atomic_save(path, lambda f: fig.savefig(f, dpi=120, format="png"))
+    plt.close(fig)
+
+
 def _names(hc: Any) -> dict[str, str]:
     """The config names chosen for the groups (``sde=ve`` gives ``"ve"``), as sde-compare uses."""
     choices = hc.runtime.choices
@@ -118,7 +182,11 @@ def _hydra_main(cfg: DictConfig) -> None:
     context = {**names, "steps": cfg.get("steps"), "seed": cfg.get("seed")}
     multirun = hc.mode == RunMode.MULTIRUN
     overwrite = cfg.get("overwrite", False)
-    run_in_dir(lambda: run(cfg, out_dir, names), out_dir, OUTPUTS, overwrite, context, multirun)
+    explicit = explicit_data(hc.overrides.task)
+    if cfg.get("checkpoint") is not None and not explicit:
+        names.pop("data", None)  # not the default data= config: the checkpoint's own data
+    job = lambda: run(cfg, out_dir, names, explicit)  # noqa: E731
+    run_in_dir(job, out_dir, OUTPUTS, overwrite, context, multirun)
 
 
 def main() -> None:

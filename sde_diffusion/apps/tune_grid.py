@@ -34,7 +34,7 @@ from ._common import (
     resolve_dtype,
     set_threads,
 )
-from ._job import build, check_eps, score_for, sde_for
+from ._job import build, check_eps, data_for, explicit_data, score_for, sde_for
 from ._precheck import precheck
 from ._rundir import run_in_dir
 
@@ -54,7 +54,9 @@ def target_overrides(choices: dict[str, str], overrides: Sequence[str]) -> list[
     """The ``sde-sample`` overrides that name the target tuned for: its ``sde`` and ``data``
     config names and this command line's ``data.*``, ``checkpoint``, ``eps`` and ``dtype``."""
     keep = ("data.", "checkpoint=", "eps=", "dtype=", "device=")
-    named = [f"{g}={choices[g]}" for g in ("sde", "data") if g in choices]
+    own_data = any(o.startswith("checkpoint=") for o in overrides) and not explicit_data(overrides)
+    groups = ("sde",) if own_data else ("sde", "data")  # a checkpoint is scored on its own data
+    named = [f"{g}={choices[g]}" for g in groups if g in choices]
     return named + [o for o in overrides if o.lstrip("+~").startswith(keep)]
 
 
@@ -63,6 +65,7 @@ def run(
     out_dir: Path,
     solver_name: str = "unipc",
     target: Sequence[str] = (),
+    explicit: bool = False,
 ) -> dict[str, Any]:
     """Tune as configured; write ``solver.yaml`` and ``tuning.json`` (last).
 
@@ -75,7 +78,8 @@ def run(
     dtype = resolve_dtype(str(cfg.dtype))
     steps = check_int("steps", cfg.steps, 2)
     pilot = check_int("pilot", cfg.pilot, 16)
-    sde, solver, data = build(cfg.sde, "sde"), build(cfg.solver, "solver"), build(cfg.data, "data")
+    sde, solver = build(cfg.sde, "sde"), build(cfg.solver, "solver")
+    data = data_for(cfg.checkpoint, cfg.data, explicit)  # a checkpoint: its own data's shape
     sde = sde_for(cfg.checkpoint, sde)  # a checkpoint is tuned with the SDE it was trained with
     score = score_for(cfg.checkpoint, sde, data)
     eps = check_eps(cfg.eps, sde)
@@ -145,9 +149,10 @@ def _hydra_main(cfg: DictConfig) -> None:
     out_dir = Path(hc.runtime.output_dir)
     context = {g: str(hc.runtime.choices[g]) for g in ("sde", "solver", "data")}
     target = target_overrides(context, list(hc.overrides.task))
+    explicit = explicit_data(hc.overrides.task)
     multirun = hc.mode == RunMode.MULTIRUN
     run_in_dir(
-        lambda: run(cfg, out_dir, context["solver"], target),
+        lambda: run(cfg, out_dir, context["solver"], target, explicit),
         out_dir,
         OUTPUTS,
         cfg.get("overwrite", False),

@@ -18,10 +18,19 @@ __all__ = ["TrainedModel", "load_trained", "load_weights", "stored_config"]
 
 
 class TrainedModel:
-    """A loaded checkpoint: the SDE it was trained with, the score model and the data shape."""
+    """A loaded checkpoint: the SDE it was trained with, the score model, the data shape, the
+    step and the stored training config (``config``, plain data)."""
 
-    def __init__(self, sde: Any, model: nn.Module, data_shape: tuple[int, ...], step: int):
+    def __init__(
+        self,
+        sde: Any,
+        model: nn.Module,
+        data_shape: tuple[int, ...],
+        step: int,
+        config: dict[str, Any] | None = None,
+    ):
         self.sde, self.model, self.data_shape, self.step = sde, model, data_shape, step
+        self.config = config or {}  # the stored training config, plain data (never built)
 
     def score_fn(self) -> Callable[[Tensor, Tensor], Tensor]:
         """score(x, t) on x's device and dtype (the weights move there on first use).
@@ -130,5 +139,5 @@ def load_trained(path: str | Path, ema: bool = True, allow: tuple[type, ...] = (
         step = int(state["step"])
     except (TypeError, ValueError) as err:
         raise CheckpointError(f"checkpoint {str(path)!r}: bad data_shape or step") from err
-    _CACHE[key] = TrainedModel(sde, model, shape, step)
+    _CACHE[key] = TrainedModel(sde, model, shape, step, cfg)
     return _CACHE[key]

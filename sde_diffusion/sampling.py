@@ -62,6 +62,12 @@ def sample(
         grid: a time grid such as :class:`solvers.grids.KarrasGrid`; default: the solver's
             ``grid`` attribute if it has one, else uniform.
         generator: seeds the prior draw and the solver's noise.
+        device: where the prior draw lives (default: torch's default device, the CPU); the
+            score is called with ``x`` and ``t`` on it. ``generator`` must be on it too.
+        dtype: the state's dtype (the time grid is kept in at least float32 whatever it is).
+        callback: ``callback(i, t, x)`` after each accepted step ``i`` (on the device; it runs
+            in the step loop, so a host read inside it synchronises every step).
+        progress: show a tqdm bar over the steps.
         denoise: finish with one Tweedie step x_0 = (x + sigma^2 s) / alpha (one more NFE).
         save_at: ``"grid"`` or a sequence of times at which to keep the state.
         check_finite: raise if the state becomes NaN or inf (the error names the step, or the

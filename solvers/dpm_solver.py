@@ -37,7 +37,12 @@ class DPMSolver(Solver):
       x_t = alpha_t/alpha_s x_s - sigma_t h phi_1(h) eps_s - sigma_t (h/r2) phi_2(h) D2.
 
     The intermediate times s1, s2 are found on the device by bisection of lambda(t) (no host
-    sync); the step then uses the lambda those times actually have. Only the equation's
+    sync); the step then uses the lambda those times actually have. So the inner nodes sit at
+    the fractions r1 (and r2) of the step *in lambda*, whatever the grid: on a time-uniform grid
+    DPM-Solver-2's node is the lambda-midpoint of the step, not the t-midpoint, as in the
+    paper's Algorithm 1 (lambda_s1 = lambda_s + r1 h) and the official code's singlestep
+    second-order update. A node placed uniformly in t would be second order too (any r1 in
+    (0, 1] is), with other error constants; we do not offer it. Only the equation's
     ``score`` and ``marginal`` are used, so the same code serves VP, sub-VP and VE.
 
     Args:

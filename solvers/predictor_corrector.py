@@ -67,6 +67,12 @@ class PredictorCorrector(Solver):
         n_steps: corrector steps per time step (M in Algorithm 1), an integer >= 1.
         step_size: ``"per_sample"`` (default) or ``"batch"``: whose norms set the Langevin
             step (see :class:`~solvers.correctors.LangevinCorrector`).
+        variance: the predictor's noise variance, for ``"reverse_diffusion"`` and
+            ``"ancestral"``: ``"midpoint"`` (default, measured best), ``"forward"`` (the
+            published steps' v = beta), ``"posterior"`` (beta_tilde) or, ancestral only,
+            ``"ddim"`` (with ``eta``); see :func:`solvers.predictors.step_variance`. None: the
+            predictor's default. Euler–Maruyama has no such choice (refused).
+        eta: DDIM's eta in [0, 1], with ``variance="ddim"`` only.
 
     NFE per step: 1 (predictor) + ``n_steps`` (corrector), or 1 with ``corrector="none"``.
     Needs the equation's score and marginal, except Euler–Maruyama with no corrector, which
@@ -78,6 +84,8 @@ class PredictorCorrector(Solver):
     snr: float = 0.16
     n_steps: int = 1
     step_size: str = "per_sample"
+    variance: str | None = None
+    eta: float = 1.0
     _parts: tuple[Predictor, Corrector] = field(init=False, repr=False, compare=False)
 
     order: ClassVar[float] = 1.0
@@ -99,7 +107,22 @@ class PredictorCorrector(Solver):
             corrector = AnnealedLangevinCorrector(self.snr, self.n_steps)
         else:
             corrector = corrector_cls()
-        object.__setattr__(self, "_parts", (predictor_cls(), corrector))
+        kwargs: dict[str, Any] = {}
+        if self.variance is not None:
+            if predictor_cls is EulerMaruyamaPredictor:
+                raise ValueError(
+                    "variance applies to the reverse_diffusion and ancestral predictors; "
+                    "euler_maruyama's noise is g(t) dW"
+                )
+            kwargs["variance"] = self.variance
+        if self.variance == "ddim" and predictor_cls is AncestralPredictor:
+            kwargs["eta"] = self.eta
+        elif self.eta != 1.0 or self.variance == "ddim":
+            raise ValueError(
+                f"eta applies to the ancestral predictor with variance='ddim' only; got "
+                f"predictor={self.predictor!r}, variance={self.variance!r}, eta={self.eta!r}"
+            )
+        object.__setattr__(self, "_parts", (predictor_cls(**kwargs), corrector))
 
     @property
     def nfe_per_step(self) -> int:

@@ -255,6 +255,12 @@ def test_image_grids_one_titled_panel_per_group():
     assert [ax.get_title() for ax in fig.axes] == ["Euler-Maruyama", "PC"]
     with pytest.raises(ValueError, match="groups"):
         image_grids({})
+    # four panels: a 2 x 2 block, not one strip of tiny images (notebook 6)
+    fig = image_grids({str(i): torch.zeros(4, 1, 6, 6) for i in range(5)}, nrow=2)
+    titled = [ax for ax in fig.axes if ax.get_title()]
+    assert len(titled) == 5 and len(fig.axes) == 6
+    width, height = fig.get_size_inches()
+    assert width == pytest.approx(8.0) and height == pytest.approx(3 * 4.4)
 
 
 # ---------------------------------------------------------------- animation

@@ -85,12 +85,22 @@ def image_grids(
     nrow: int = 8,
     value_range: tuple[float, float] = (-1.0, 1.0),
     padding: int = 1,
+    ncols: int = 2,
 ) -> Figure:
-    """One ``image_grid`` panel per entry of ``groups`` (e.g. one per solver), titled by its key."""
+    """One ``image_grid`` panel per entry of ``groups`` (e.g. one per solver), titled by its key,
+    ``ncols`` panels to a row (one long row of many panels made each image tiny)."""
     if len(groups) == 0:
         raise ValueError("groups must have at least one entry (name -> images (N, C, H, W))")
+    if isinstance(ncols, bool) or not isinstance(ncols, int) or ncols < 1:
+        raise ValueError(f"ncols must be an integer >= 1, got {ncols!r}")
     k = len(groups)
-    fig, axes = plt.subplots(1, k, figsize=(4.0 * k, 4.4), squeeze=False, layout="constrained")
-    for ax, (name, imgs) in zip(axes[0], groups.items(), strict=True):
+    cols = min(k, ncols)
+    rows = -(-k // cols)
+    fig, axes = plt.subplots(
+        rows, cols, figsize=(4.0 * cols, 4.4 * rows), squeeze=False, layout="constrained"
+    )
+    for ax, (name, imgs) in zip(axes.flat, groups.items(), strict=False):
         image_grid(imgs, ax, nrow=nrow, value_range=value_range, title=str(name), padding=padding)
+    for ax in axes.flat[k:]:
+        ax.set_axis_off()
     return fig

@@ -230,7 +230,9 @@ def test_grids_decrease_strictly_with_exact_end_points(grid, steps):
 def test_uniform_and_quadratic_grids():
     u = torch.linspace(0, 1, 9, dtype=DT)
     torch.testing.assert_close(UniformGrid()(1.0, 0.2, 8), 1.0 - 0.8 * u)
-    torch.testing.assert_close(QuadraticGrid()(1.0, 0.2, 8), 0.2 + 0.8 * (1 - u) ** 2)
+    # the official DPM-Solver time_quadratic: uniform in sqrt(t)
+    want = (1.0 + u * (0.2**0.5 - 1.0)) ** 2
+    torch.testing.assert_close(QuadraticGrid()(1.0, 0.2, 8), want)
 
 
 @pytest.mark.parametrize("rho", [7.0, 3.0, 1.0])

@@ -112,7 +112,7 @@ def step_variance(variance: str, tr: Transition) -> Tensor:
     between (modes narrower than the noise, as at the end of sampling) the midpoint halves the
     worst case and its error changes sign along the trajectory. Measured on a mixture with
     modes of std 0.1-0.6 at 100 uniform steps (benchmarks/reference_parity_benchmark.py): TV
-    1.00-1.04x the floor, against 1.10-1.34 (posterior) and 1.13-1.17 (forward). Analytic-DPM
+    1.00-1.04x the floor, against 1.07-1.31 (posterior) and 1.08-1.22 (forward). Analytic-DPM
     (Bao et al. 2022) likewise finds the optimal variance between the two bounds.
     """
     posterior = tr.v * tr.sigma_s**2 / tr.sigma_t**2

@@ -60,7 +60,8 @@ def data_for(checkpoint: Any, data_cfg: Any, explicit: bool = False) -> Any:
     from ._model import load_trained
     from ._reference import checkpoint_data
 
-    return checkpoint_data(load_trained(checkpoint).config)
+    trained = load_trained(checkpoint)
+    return checkpoint_data(trained.config, trained.data_transform)
 
 
 def score_samples(x: torch.Tensor, data: Any, sde: Any, eps: float, seed: int) -> dict[str, Any]:

@@ -58,6 +58,17 @@ def _load(name: str) -> dict[str, Any]:
     return yaml.safe_load(text) or {}
 
 
+def _group_node(group: str, name: str) -> dict[str, Any]:
+    """``conf/<group>/<name>.yaml`` with the configs it includes ``@_here_`` merged below it
+    (``train_data=gaussian_mixture`` takes the keys of ``data/gaussian_mixture``)."""
+    node = _load(f"{group}/{name}.yaml")
+    merged: dict[str, Any] = {}
+    for entry in node.get("defaults", []):
+        if isinstance(entry, str) and entry.endswith("@_here_") and entry.startswith("/"):
+            merged.update(_load(entry[1:].removesuffix("@_here_") + ".yaml"))
+    return {**merged, **node}
+
+
 def _defaults(primary: dict[str, Any]) -> dict[str, str]:
     """``{group: default choice}`` from the primary config's defaults list."""
     out = {}
@@ -95,7 +106,7 @@ def check_keys(overrides: list[Override], primary: dict[str, Any]) -> None:
         parts = key.split(".")
         if parts[0] in defaults:
             for name in choices[parts[0]]:
-                node = _load(f"{parts[0]}/{name}.yaml")
+                node = _group_node(parts[0], name)
                 _walk(node, parts[1:], key, parts[0], f" of {parts[0]}={name}")
         else:
             _walk({**top, **{g: {} for g in defaults}}, parts, key, "", "")

@@ -43,6 +43,8 @@ class HeldOut:
     held_out: Tensor
     source: str
     to_unit: Any = None
+    to_data: Any = None  # model space -> the data's units (array data's standardisation)
+    log_det: float = 0.0  # log |det d(model)/d(data)|: log p(x) = log p_model(z) + log_det
 
     @property
     def event_shape(self) -> tuple[int, ...]:
@@ -71,8 +73,10 @@ class HeldOut:
         """Sliced W2 and MMD^2 (unbiased, on the first ``MMD_MAX``) to the held-out set, each
         with its floor: the same metric for as many training points in place of ``x``."""
         n = min(len(x), len(self.train))
-        x64, ref = x[:n].detach().cpu().double(), self.held_out.double()
+        units = self.to_data or (lambda v: v)  # metrics in the data's units
+        x64, ref = units(x[:n].detach().cpu().double()), units(self.held_out.double())
         real = self.train[torch.randperm(len(self.train), generator=_gen(seed))[:n]].double()
+        real = units(real)
         m = min(n, MMD_MAX)  # MMD costs O(n m): a subset keeps it to about a second
 
         def sw(a: Tensor) -> float:
@@ -104,9 +108,10 @@ def _tensor(dataset: Any) -> Tensor:
     return dataset_tensor(dataset)
 
 
-def checkpoint_data(stored: dict[str, Any]) -> Any:
+def checkpoint_data(stored: dict[str, Any], transform: dict[str, Any] | None = None) -> Any:
     """The reference for a checkpoint's samples, from its stored config (plain data): the
-    exact :class:`GaussianMixture` when the training data is one, else :class:`HeldOut`."""
+    exact :class:`GaussianMixture` when the training data is one, else :class:`HeldOut`
+    (with ``transform``, the stored standardisation, to map samples to the data's units)."""
     node = stored.get("train_data")
     if not isinstance(node, dict):
         raise ValueError("the checkpoint records no train_data: sample it with data=...")
@@ -129,4 +134,9 @@ def checkpoint_data(stored: dict[str, Any]) -> Any:
         source = "the last fifth of the training data (the data set has no held-out split)"
         log.warning("no held-out data for this checkpoint: scoring against %s", source)
     to_unit = getattr(getattr(dataset, "scaler", None), "to_unit", None)
-    return HeldOut(train, held, source, to_unit)
+    if transform is None:
+        return HeldOut(train, held, source, to_unit)
+    from ..data.arrays import Standardiser
+
+    standardiser = Standardiser.from_state(transform, int(train[0].numel()))
+    return HeldOut(train, held, source, to_unit, standardiser.inverse, standardiser.log_det)

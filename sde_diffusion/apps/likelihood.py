@@ -100,6 +100,9 @@ def run(cfg: DictConfig, out_dir: Path, explicit: bool = False) -> dict[str, Any
         torch.cuda.synchronize(device)
     wall = time.perf_counter() - start
     logp = torch.cat(logps).cpu().double()
+    logp = logp + getattr(data, "log_det", 0.0)  # array data: in the data's units
+    units = getattr(data, "to_data", None)
+    x = units(x) if units else x
     dim = int(x[0].numel())
     nll = (-logp).numpy()
     bpd = bits_per_dim(logp, dim).numpy()

@@ -87,7 +87,8 @@ def run(
         progress=progress,
         batch_size=cfg.get("batch_size"),
     )
-    atomic_write_npz(out_dir / "samples.npz", x=x.cpu().numpy())
+    units = getattr(data, "to_data", None)  # array data: back to the data's units
+    atomic_write_npz(out_dir / "samples.npz", x=(units(x) if units else x).cpu().numpy())
     metrics.update(score_samples(x, data, sde, eps, seed), dtype=str(cfg.dtype))
     metrics.update(sde_class=metrics["sde"], solver_class=metrics["solver"], **(names or {}))
     if cfg.checkpoint is not None:  # the checkpoint's SDE, whatever sde= chose
@@ -142,7 +143,8 @@ def held_out_figure(x: Any, data: HeldOut, metrics: dict[str, Any], path: Path) 
         f"{metrics['sde']} / {metrics['solver']}, NFE={metrics['nfe']}\n"
         f"SW={metrics['sliced_wasserstein']:.3g} (floor {metrics['sliced_wasserstein_floor']:.3g})"
     )
-    x, ref = x.detach().cpu().float(), data.held_out.float()
+    units = data.to_data or (lambda v: v)
+    x, ref = units(x.detach().cpu().float()), units(data.held_out.float())
     if x.ndim == 2 and x.shape[1] <= 2:
         fig, ax = plt.subplots(figsize=(5, 5))
         if x.shape[1] == 2:

@@ -154,6 +154,9 @@ def run(cfg: DictConfig, out_dir: Path, overrides: Sequence[str] | None = None) 
     resolved = OmegaConf.to_container(cfg, resolve=True)
     resolved["model"] = OmegaConf.to_container(model_cfg)
     extra = {"config": OmegaConf.to_yaml(resolved), "data_shape": list(shape)}
+    standardiser = getattr(dataset, "standardiser", None)
+    if standardiser is not None:  # samples are mapped back to the data's units with it
+        extra["data_transform"] = standardiser.state()
     trainer = Trainer(
         model,
         loss,

@@ -150,6 +150,10 @@ class ToyDataset(Dataset):
     def shape(self) -> tuple[int, ...]:
         return tuple(self.data.shape[1:])
 
+    @property
+    def event_shape(self) -> tuple[int, ...]:
+        return self.shape
+
     def __len__(self) -> int:
         return self.data.shape[0]
 
@@ -158,3 +162,17 @@ class ToyDataset(Dataset):
 
     def __repr__(self) -> str:
         return f"ToyDataset(name={self.name!r}, n={len(self)}, shape={self.shape})"
+
+
+def mixture_dataset(
+    weights: object,
+    means: object,
+    stds: object | None = None,
+    covs: object | None = None,
+    n: int = 100_000,
+    seed: int = 0,
+) -> ToyDataset:
+    """``n`` draws (``seed``) of the :class:`GaussianMixture` with these parameters: a mixture
+    typed on the command line as training data (``train_data=gaussian_mixture``). Its
+    ``mixture`` is the exact law, which a checkpoint's samples are then scored against."""
+    return ToyDataset.from_mixture(GaussianMixture(weights, means, stds, covs), n=n, seed=seed)

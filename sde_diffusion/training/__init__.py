@@ -4,8 +4,8 @@ from .checkpoint import CheckpointError, CheckpointManager, load_checkpoint, sav
 from .distributed import DistInfo, cleanup_distributed, init_distributed
 from .log import TrainLogger, read_log
 from .sampler import ShardedBatches
-from .trainer import LinearWarmup, Trainer
 from .trained import TrainedModel, load_trained
+from .trainer import LinearWarmup, Trainer
 
 __all__ = [
     "CheckpointError",

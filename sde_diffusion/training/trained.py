@@ -28,9 +28,11 @@ class TrainedModel:
         data_shape: tuple[int, ...],
         step: int,
         config: dict[str, Any] | None = None,
+        data_transform: dict[str, Any] | None = None,
     ):
         self.sde, self.model, self.data_shape, self.step = sde, model, data_shape, step
         self.config = config or {}  # the stored training config, plain data (never built)
+        self.data_transform = data_transform  # e.g. the standardisation of array data
 
     def score_fn(self) -> Callable[[Tensor, Tensor], Tensor]:
         """score(x, t) on x's device and dtype (the weights move there on first use).
@@ -139,5 +141,8 @@ def load_trained(path: str | Path, ema: bool = True, allow: tuple[type, ...] = (
         step = int(state["step"])
     except (TypeError, ValueError) as err:
         raise CheckpointError(f"checkpoint {str(path)!r}: bad data_shape or step") from err
-    _CACHE[key] = TrainedModel(sde, model, shape, step, cfg)
+    transform = state.get("data_transform")
+    if transform is not None:
+        check_plain(transform, "data_transform")
+    _CACHE[key] = TrainedModel(sde, model, shape, step, cfg, transform)
     return _CACHE[key]

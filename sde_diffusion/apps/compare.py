@@ -138,6 +138,8 @@ def _plots(rows: list[dict[str, Any]], out_dir: Path) -> None:
 
     metric = "tv" if any("tv" in r for r in rows) else "sliced_wasserstein"
     floor = "tv_floor" if metric == "tv" else None
+    if metric != "tv" and any("sliced_wasserstein_floor" in r for r in rows):
+        floor = "sliced_wasserstein_floor"  # held-out data: the floor of real data at this n
     for name, draw in (
         ("quality_vs_nfe.png", quality_vs_nfe),
         ("quality_vs_time.png", quality_vs_time),

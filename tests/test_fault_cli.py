@@ -241,6 +241,7 @@ def test_a_live_lock_refuses_a_second_run(tmp_path, sleeper, monkeypatch, capsys
     assert f"in use by another run (pid {sleeper.pid}" in errors[0]
     assert not (tmp_path / "metrics.json").exists() and not (tmp_path / "samples.npz").exists()
     assert (tmp_path / LOCK).read_text().startswith(str(sleeper.pid))  # still theirs
+    assert not (tmp_path / ".hydra").exists()  # refused before Hydra wrote its record there
 
 
 def test_a_stale_lock_is_taken_over_and_released(tmp_path, sleeper, monkeypatch, capsys):

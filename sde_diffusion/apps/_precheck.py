@@ -158,3 +158,7 @@ def check_output_dir(overrides: list[Override], primary: dict[str, Any], multiru
     except OSError as err:
         reason = (err.strerror or type(err).__name__).lower()
         raise UsageError(f"{key}={value} cannot be written: {reason} ({ancestor})") from err
+    if not multirun and "${" not in str(value):  # refused before Hydra rewrites its .hydra/
+        from ._rundir import check_unlocked
+
+        check_unlocked(folder)

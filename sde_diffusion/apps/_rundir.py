@@ -41,6 +41,22 @@ def _holder(text: str) -> tuple[int, str] | None:
     return int(fields[0]), fields[1]
 
 
+def check_unlocked(run_dir: Path) -> None:
+    """Refuse a folder that a live run on this host holds (the app's own ``acquire`` repeats
+    this atomically later; this earlier look keeps Hydra from rewriting the run's ``.hydra/``)."""
+    try:
+        seen = (Path(run_dir) / LOCK).read_text()
+    except OSError:
+        return
+    holder = _holder(seen)
+    if holder and holder[1] == socket.gethostname() and holder[0] != os.getpid():
+        if _alive(holder[0]):
+            raise UsageError(
+                f"{run_dir} is in use by another run (pid {holder[0]} on {holder[1]}; lock file "
+                f"{Path(run_dir) / LOCK}): wait for it to finish, or choose another hydra.run.dir"
+            )
+
+
 def acquire(run_dir: Path) -> Path | None:
     """Take ``run_dir/.lock``; return its path, or ``None`` if this process holds it already.
 

@@ -62,7 +62,7 @@ def extract_features(extractor: nn.Module, images: Tensor, batch_size: int = 500
     return torch.cat(out).to(device="cpu", dtype=torch.float64)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # arrays: no element-wise ==
 class FeatureStatistics:
     """Mean ``(d,)`` and covariance ``(d, d)`` (float64, unbiased, divisor n - 1) of n feature
     vectors, and the ``extractor`` digest (:func:`weights_digest`) of the network that made them."""

@@ -159,10 +159,13 @@ def test_unknown_dataset_refused_in_one_line(tmp_path):
 
 
 @pytest.mark.parametrize("name", group_options("train_data"))
-def test_every_train_data_config_builds(name):
+def test_every_train_data_config_builds(name, tmp_path):
     cfg = compose("train", [f"train_data={name}"])
     if "n" in cfg.train_data:
         cfg.train_data.n = 64
+    if "path" in cfg.train_data:  # the user's own file (train_data=array)
+        (tmp_path / "rows.csv").write_text("".join(f"{i},{i % 7}\n" for i in range(50)))
+        cfg.train_data.path = str(tmp_path / "rows.csv")
     data = dataset_tensor(build(cfg.train_data, "train_data"))
     assert data.dtype == torch.float32 and data.ndim in (2, 4) and torch.isfinite(data).all()
 

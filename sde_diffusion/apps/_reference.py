@@ -92,10 +92,57 @@ class HeldOut:
             "scored_n": n,
             "mmd_n": m,
         }
+        if self.event_shape == DIGITS_SHAPE and n < IMAGE_MIN:
+            out["image_metrics"] = f"not computed: fewer than {IMAGE_MIN} samples"
+        elif self.event_shape == DIGITS_SHAPE:  # images the digits extractor reads
+            out.update(digits_scores(x[:n].detach().cpu().float(), real.float(), ref.float()))
         bad = [k for k, v in out.items() if isinstance(v, float) and not math.isfinite(v)]
         if bad or not bool(torch.isfinite(x).all()):
             raise FloatingPointError(f"non-finite samples or metrics ({', '.join(bad) or 'x'})")
         return out
+
+
+DIGITS_SHAPE = (1, 8, 8)
+IMAGE_MIN = 128  # samples for the image metrics: FD needs n > the 64 feature dimensions
+
+
+def digits_scores(x: Tensor, real: Tensor, held_out: Tensor) -> dict[str, Any]:
+    """Image metrics in the digits extractor's features (:mod:`sde_diffusion.metrics`): FD,
+    KID, precision/recall, density/coverage and the classifier's class TV, each against the
+    held-out images and beside its floor (``real``, as many training images, in place of
+    ``x``). Samples are clipped to the data range [-1, 1] first, as pixels would be."""
+    from ..metrics import (
+        classifier_score,
+        density_coverage,
+        digits_features,
+        extract_features,
+        feature_statistics,
+        frechet_distance,
+        kid,
+        precision_recall,
+    )
+
+    net, digest = digits_features()
+    x = x.clamp(-1, 1)
+    ref_feat = extract_features(net, held_out)
+    ref_stats = feature_statistics(ref_feat, digest)
+    with torch.no_grad():
+        ref_logits = net.logits(held_out)
+    out: dict[str, Any] = {"image_features": f"digits CNN {digest[:12]}"}
+    for suffix, images in (("", x), ("_floor", real)):
+        feat = extract_features(net, images)
+        pr = precision_recall(ref_feat, feat)
+        dc = density_coverage(ref_feat, feat)
+        with torch.no_grad():
+            cls = classifier_score(net.logits(images), ref_logits)
+        out.update({
+            f"fd{suffix}": frechet_distance(feature_statistics(feat, digest), ref_stats),
+            f"kid{suffix}": kid(feat, ref_feat, subsets=20).mean,
+            f"precision{suffix}": pr.precision, f"recall{suffix}": pr.recall,
+            f"density{suffix}": dc.density, f"coverage{suffix}": dc.coverage,
+            f"class_tv{suffix}": cls.tv, f"class_confidence{suffix}": cls.confidence,
+        })  # fmt: skip
+    return out
 
 
 def _gen(seed: int) -> torch.Generator:

@@ -108,6 +108,7 @@ def run(
         f", TV={metrics['tv']:.4f} (floor {metrics['tv_floor']:.4f})" if "tv" in metrics else "",
         f" (floor {metrics['sliced_wasserstein_floor']:.4f}), MMD^2={metrics['mmd']:.2e} "
         f"(floor {metrics['mmd_floor']:.2e}) against {metrics['reference']}"
+        + (f"; FD={metrics['fd']:.3f} (floor {metrics['fd_floor']:.3f})" if "fd" in metrics else "")
         if "mmd" in metrics
         else "",
     )

@@ -35,6 +35,7 @@ METRIC_NAMES = {
     "tv": "total variation to the exact law",
     "tv_ratio": "TV / its noise floor (1 = the floor)",
     "sliced_wasserstein": "sliced Wasserstein-2 distance",
+    "fd": "Fréchet distance (digits features)",
     "nll": "negative log-likelihood (nats)",
     "bpd": "bits per dimension",
 }

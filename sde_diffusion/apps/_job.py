@@ -141,8 +141,12 @@ def sample_job(
     denoise: bool = False,
     progress: bool = False,
     batch_size: Any = None,
+    shard: tuple[int, int] = (0, 1),
 ) -> tuple[torch.Tensor, dict[str, Any]]:
     """Sample and time it; return the samples (on the host) and the run's bookkeeping.
+
+    ``shard=(rank, world)``: this process draws only samples ``rank * n // world`` to
+    ``(rank + 1) * n // world`` (with their own seeds), for :func:`gather_shards`.
 
     ``num_samples`` are integrated ``batch_size`` at a time (None: all at once). Sample ``i``
     has its own seed, ``seed * 2**32 + i`` (:class:`solvers.SeededNoise`), so with a fixed-step
@@ -187,10 +191,19 @@ def sample_job(
             "are available: lower batch_size"
         )
     per_sample = not (solver.adaptive and solver.stochastic)
+    rank, world = shard
+    lo, hi = rank * num_samples // world, (rank + 1) * num_samples // world
+    if world > 1 and not per_sample:
+        raise UsageError(
+            f"solver={type(solver).__name__} draws its noise from one generator (adaptive and "
+            "stochastic): it cannot be split over processes; run it in one"
+        )
     if per_sample:
-        noise = {"seeds": seed * 2**32 + torch.arange(num_samples, dtype=torch.int64)}
+        noise = {"seeds": seed * 2**32 + torch.arange(lo, hi, dtype=torch.int64)}
     else:
         noise = {"generator": torch.Generator(device=device).manual_seed(seed)}
+    total, num_samples = num_samples, hi - lo
+    batch = max(1, min(batch, num_samples))
     chunks = math.ceil(num_samples / batch)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -224,12 +237,29 @@ def sample_job(
         "seed": seed,
         "per_sample_seeds": per_sample,
         "device": str(device),
-        "num_samples": num_samples,
+        "num_samples": total,
         "batch_size": batch,
+        "processes": world,
         "eps": eps,
         "denoise": bool(denoise),
     }
     return res.x.detach(), info
+
+
+def gather_shards(x: torch.Tensor, info: dict[str, Any], world: int) -> torch.Tensor | None:
+    """Rank 0: every process's shard of :func:`sample_job`, in sample order (the samples of a
+    one-process run with the same seeds); the wall time becomes the slowest process's. Other
+    ranks: ``None``. A no-op for one process."""
+    if world == 1:
+        return x
+    import torch.distributed as dist
+
+    wall = torch.tensor([info["wall_time_s"]], dtype=torch.float64)
+    dist.all_reduce(wall, op=dist.ReduceOp.MAX)
+    info["wall_time_s"] = float(wall)
+    parts: list[Any] | None = [None] * world if dist.get_rank() == 0 else None
+    dist.gather_object(x.cpu(), parts, dst=0)  # in-process traffic between ranks, not a file
+    return torch.cat(parts) if parts is not None else None
 
 
 def evaluate(x: torch.Tensor, data: Any, sde: Any, eps: float, seed: int) -> dict[str, float]:

@@ -44,6 +44,8 @@ def _holder(text: str) -> tuple[int, str] | None:
 def check_unlocked(run_dir: Path) -> None:
     """Refuse a folder that a live run on this host holds (the app's own ``acquire`` repeats
     this atomically later; this earlier look keeps Hydra from rewriting the run's ``.hydra/``)."""
+    if int(os.environ.get("RANK", "0")) != 0:
+        return  # under torchrun rank 0 takes the lock, perhaps already: not a second run
     try:
         seen = (Path(run_dir) / LOCK).read_text()
     except OSError:

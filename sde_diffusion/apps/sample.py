@@ -10,6 +10,7 @@ A failed run writes ``failure.json`` with the reason instead.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from ..training.distributed import cleanup_distributed, init_distributed
 from ._common import (
     atomic_save,
     atomic_write_json,
@@ -35,6 +37,7 @@ from ._job import (
     check_eps,
     data_for,
     explicit_data,
+    gather_shards,
     sample_job,
     score_for,
     score_samples,
@@ -61,7 +64,7 @@ def run(
     With a checkpoint, the samples are scored against the data it was trained on unless the
     command line chose ``data`` (``explicit``)."""
     set_threads(cfg.get("threads"))
-    device = resolve_device(str(cfg.device))
+    procs, device = init_distributed(resolve_device(str(cfg.device)))  # torchrun: shards
     dtype = resolve_dtype(str(cfg.dtype))
     num = check_int("num_samples", cfg.num_samples, 2)
     seed = check_int("seed", cfg.seed, 0)
@@ -86,7 +89,11 @@ def run(
         denoise=denoise,
         progress=progress,
         batch_size=cfg.get("batch_size"),
+        shard=(procs.rank, procs.world_size),
     )
+    x = gather_shards(x, metrics, procs.world_size)
+    if x is None:  # not rank 0: its shard went to rank 0, which scores and writes
+        return metrics
     units = getattr(data, "to_data", None)  # array data: back to the data's units
     atomic_write_npz(out_dir / "samples.npz", x=(units(x) if units else x).cpu().numpy())
     metrics.update(score_samples(x, data, sde, eps, seed), dtype=str(cfg.dtype))
@@ -189,7 +196,11 @@ def _hydra_main(cfg: DictConfig) -> None:
     if cfg.get("checkpoint") is not None and not explicit:
         names.pop("data", None)  # not the default data= config: the checkpoint's own data
     job = lambda: run(cfg, out_dir, names, explicit)  # noqa: E731
-    run_in_dir(job, out_dir, OUTPUTS, overwrite, context, multirun)
+    rank0 = int(os.environ.get("RANK", "0")) == 0  # under torchrun, rank 0 holds the lock
+    try:
+        run_in_dir(job, out_dir, OUTPUTS, overwrite, context, multirun, lock=rank0)
+    finally:
+        cleanup_distributed()
 
 
 def main() -> None:

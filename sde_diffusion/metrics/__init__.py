@@ -7,6 +7,14 @@ record the extractor's digest; KID, precision/recall, density/coverage take feat
 
 from .classifier_score import ClassifierScore, class_histogram, classifier_score
 from .digits_features import DigitsCNN, digits_features
+from .exact_measures import (
+    ExactMeasures,
+    ExactReport,
+    exact_floors,
+    exact_measures,
+    exact_report,
+    posterior_statistics,
+)
 from .features import (
     FeatureStatistics,
     extract_features,
@@ -29,6 +37,8 @@ __all__ = [
     "ClassifierScore",
     "DensityCoverage",
     "DigitsCNN",
+    "ExactMeasures",
+    "ExactReport",
     "FeatureStatistics",
     "InceptionFeatures",
     "KIDResult",
@@ -39,6 +49,9 @@ __all__ = [
     "classifier_score",
     "density_coverage",
     "digits_features",
+    "exact_floors",
+    "exact_measures",
+    "exact_report",
     "extract_features",
     "feature_floor",
     "feature_statistics",
@@ -48,6 +61,7 @@ __all__ = [
     "load_statistics",
     "mmd",
     "noise_floor",
+    "posterior_statistics",
     "precision_recall",
     "save_statistics",
     "weights_digest",

@@ -16,7 +16,6 @@ import torch.nn.functional as F
 from .mixture import GaussianMixture
 
 __all__ = [
-    "DIGIT_MIXTURE_SHAPES",
     "bimodal_1d",
     "correlated_mixture",
     "digit_mixture",

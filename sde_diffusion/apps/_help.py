@@ -7,7 +7,7 @@ from __future__ import annotations
 import textwrap
 from importlib import resources
 
-from ._job import group_options
+from ._config import group_options
 
 __all__ = ["help_text"]
 

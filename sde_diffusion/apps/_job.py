@@ -5,45 +5,17 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
-from importlib import resources
 from typing import Any
 
 import torch
-from hydra.errors import InstantiationException
-from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
 
 from .. import chunked
 from ..metrics.sliced_wasserstein import sliced_wasserstein
 from ..metrics.total_variation import tv_to_mixture
 from ._common import UsageError, check_int
-
-
-def group_options(group: str) -> list[str]:
-    """The config names available in a group of the packaged ``conf/`` (e.g. ``"solver"``)."""
-    folder = resources.files("sde_diffusion.conf") / group
-    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
-
-
-def load_group(group: str, name: str) -> DictConfig:
-    """Load ``conf/<group>/<name>.yaml`` from the package, refusing unknown names."""
-    options = group_options(group)
-    if name not in options:
-        raise UsageError(
-            f"{group}={name!r} is not a known {group}; choose one of {', '.join(options)}"
-        )
-    text = (resources.files("sde_diffusion.conf") / group / f"{name}.yaml").read_text()
-    return OmegaConf.create(text)
-
-
-def build(node: Any, key: str, **kwargs: Any) -> Any:
-    """Instantiate a config node (from the command line, never from a file), turning Hydra's
-    wrapped errors into one clear line."""
-    try:
-        return instantiate(node, **kwargs)
-    except InstantiationException as err:
-        cause = err.__cause__ or err
-        raise UsageError(f"{key}: {cause}") from err
+from ._config import build, group_options, load_group
+from ._model import load_trained
+from ._reference import HeldOut, checkpoint_data
 
 
 def explicit_data(overrides: Sequence[str]) -> bool:
@@ -57,17 +29,12 @@ def data_for(checkpoint: Any, data_cfg: Any, explicit: bool = False) -> Any:
     data: :mod:`._reference`)."""
     if checkpoint is None or explicit:
         return build(data_cfg, "data")
-    from ._model import load_trained
-    from ._reference import checkpoint_data
-
     trained = load_trained(checkpoint)
     return checkpoint_data(trained.config, trained.data_transform)
 
 
 def score_samples(x: torch.Tensor, data: Any, sde: Any, eps: float, seed: int) -> dict[str, Any]:
     """:func:`evaluate` against an exact law, or the held-out metrics of a checkpoint's data."""
-    from ._reference import HeldOut
-
     if isinstance(data, HeldOut):
         return data.evaluate(x, seed)
     return evaluate(x, data, sde, eps, seed)
@@ -77,8 +44,6 @@ def sde_for(checkpoint: Any, sde: Any) -> Any:
     """The SDE to sample with: the one a checkpoint was trained with, else ``sde``."""
     if checkpoint is None:
         return sde
-    from ._model import load_trained
-
     return load_trained(checkpoint).sde
 
 
@@ -96,8 +61,6 @@ def score_for(checkpoint: Any, sde: Any, data: Any):
     """The score to sample with: the dataset's exact score when ``checkpoint`` is null, else
     the checkpoint's score model (EMA weights), which must have been trained with ``sde``."""
     if checkpoint is not None:
-        from ._model import load_trained
-
         trained = load_trained(checkpoint)
         if repr(trained.sde) != repr(sde):
             raise UsageError(

@@ -13,7 +13,7 @@ from torch import Tensor, nn
 
 from ..training.trained import TrainedModel, load_trained, load_weights, stored_config
 from ._common import UsageError
-from ._job import build
+from ._config import build
 
 __all__ = [
     "TrainedModel",

@@ -19,7 +19,7 @@ from hydra.core.override_parser.types import Override, OverrideType
 from hydra.errors import HydraException
 
 from ._common import UsageError, precheck_choices
-from ._job import group_options
+from ._config import group_options
 
 
 def precheck(

@@ -24,6 +24,7 @@ from torch import Tensor
 from ..metrics.mmd import mmd
 from ..metrics.sliced_wasserstein import sliced_wasserstein
 from ..training.rebuild import rebuild
+from ._config import dataset_tensor
 
 log = logging.getLogger(__name__)
 
@@ -150,8 +151,6 @@ def _gen(seed: int) -> torch.Generator:
 
 
 def _tensor(dataset: Any) -> Tensor:
-    from .train import dataset_tensor
-
     return dataset_tensor(dataset)
 
 

@@ -51,7 +51,7 @@ from ._common import (
     resolve_device,
     set_threads,
 )
-from ._job import build
+from ._config import build, dataset_tensor
 from ._model import build_score_model, check_fits, fill_model_config, stored_config
 from ._precheck import precheck
 from ._resume import newest_valid, remove_orphans, resume_config
@@ -60,31 +60,6 @@ from ._rundir import run_in_dir
 log = logging.getLogger(__name__)
 
 GROUPS = ("sde", "model", "train_data", "train", "solver")
-
-
-def dataset_tensor(dataset: Any) -> Tensor:
-    """All items of a data set as one float32 tensor ``(N, ...)`` (its ``.data`` if it has one)."""
-    data = getattr(dataset, "data", None)
-    if not isinstance(data, Tensor):
-        items = [dataset[i] for i in range(len(dataset))]
-        if not items:
-            raise UsageError("train_data: the data set is empty")
-        data = torch.stack([x[0] if isinstance(x, tuple | list) else x for x in items])
-    if data.ndim < 2 or data.shape[0] == 0:
-        raise UsageError(
-            f"train_data: expected a non-empty (N, ...) data set, got {tuple(data.shape)}"
-        )
-    data = data.float()
-    finite = torch.isfinite(data.reshape(len(data), -1)).all(dim=1)
-    if not bool(finite.all()):  # once, here: not "the loss is nan" some steps later
-        bad = (~finite).nonzero().flatten()
-        row = data[int(bad[0])].flatten()
-        values = ", ".join(f"{v:g}" for v in row[:8].tolist()) + (", ..." if len(row) > 8 else "")
-        raise UsageError(
-            f"train_data: row {int(bad[0])} is not finite ([{values}]); {len(bad)} of "
-            f"{len(data)} rows hold NaN or inf: clean the data set"
-        )
-    return data
 
 
 #: boolean and number options of sde-train, read with the apps' checks (``denoise=no`` is off)

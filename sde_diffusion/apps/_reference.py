@@ -23,7 +23,7 @@ from torch import Tensor
 
 from ..metrics.mmd import mmd
 from ..metrics.sliced_wasserstein import sliced_wasserstein
-from ..training.rebuild import rebuild
+from ..training.rebuild import UnsafeConfigError, rebuild
 from ._config import dataset_tensor
 
 log = logging.getLogger(__name__)
@@ -161,7 +161,15 @@ def checkpoint_data(stored: dict[str, Any], transform: dict[str, Any] | None = N
     node = stored.get("train_data")
     if not isinstance(node, dict):
         raise ValueError("the checkpoint records no train_data: sample it with data=...")
-    dataset = rebuild(node, "train_data")
+    try:
+        dataset = rebuild(node, "train_data")
+    except (FileNotFoundError, ValueError) as err:
+        if isinstance(err, UnsafeConfigError):
+            raise
+        raise ValueError(
+            f"the data this checkpoint was trained on cannot be read ({err}); restore it, or "
+            f"give data=... to score the samples against"
+        ) from err
     mixture = getattr(dataset, "mixture", None)
     if mixture is not None:
         return mixture

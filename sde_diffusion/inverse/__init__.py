@@ -8,7 +8,8 @@ scores, the reference that grades every conditional sampler.
 
 from .base import Operator, OperatorSVD, noise_level
 from .exact import event_score_fn, log_evidence, posterior
-from .operators import AvgPool, ChannelMix, Identity, Mask
+from .operators import ChannelMix, Identity, Mask
+from .pooling import AvgPool
 
 __all__ = [
     "AvgPool",

@@ -7,7 +7,7 @@
 Presets: :func:`sde_diffusion.datasets.digit_mixture` at 1x8x8, 1x28x28 and 3x32x32, isotropic
 ("iso") and with one diagonal component ("aniso"). SDEs: VP, sub-VP, VE. For each (preset,
 SDE), one prior draw of ``--n`` samples feeds every sampler:
-- ours, from their ``conf/solver`` configs (grid included) at the most steps whose NFE fits the
+- ours, from their ``conf/solver`` configs (grid included; ``name+key=value`` overrides one) at the most steps whose NFE fits the
   budget: deterministic at <= ``--det-nfe`` (default 10), stochastic at <= ``--sto-nfe`` (20);
 - k-diffusion's samplers (``--kdiffusion-path``; see ``peers_benchmark.py`` for the install)
   on their Karras rho = 7 grid from noise_level(T) to noise_level(eps), through a denoiser
@@ -38,6 +38,7 @@ import warnings
 from pathlib import Path
 
 import torch
+import yaml
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
@@ -126,7 +127,12 @@ def steps_for_budget(solver, sde, score, shape, budget: int) -> int | None:
 
 
 def run_ours(cfg: str, sde, score, x_T, budget: int, seed: int):
-    solver = instantiate(OmegaConf.load(CONF / f"{cfg}.yaml"))
+    name, *overrides = cfg.split("+")  # e.g. unipc+grid.level_max=20
+    conf = OmegaConf.load(CONF / f"{name}.yaml")
+    for item in overrides:
+        key, value = item.split("=", 1)
+        OmegaConf.update(conf, key, yaml.safe_load(value))
+    solver = instantiate(conf)
     steps = steps_for_budget(solver, sde, score, x_T.shape[1:], budget)
     if steps is None:
         return None
@@ -239,6 +245,27 @@ def record(
                         "values": m.values(), "wall_s": wall})  # fmt: skip
 
 
+def by_dimension(rows: list[dict]) -> None:
+    """Print the worst ratio per sampler and image shape (over iso/aniso and the SDEs)."""
+    shapes = list(dict.fromkeys(r["preset"].split()[0] for r in rows))
+    print("\n# worst of the four ratios over iso/aniso x VP/sub-VP/VE, per shape (measure)")
+    print("| sampler | kind | NFE | " + " | ".join(shapes) + " |")
+    print("|---|---|---:|" + "---:|" * len(shapes))
+    for name in dict.fromkeys(r["name"] for r in rows):
+        rs = [r for r in rows if r["name"] == name]
+        cells = []
+        for shape in shapes:
+            sub = [r for r in rs if r["preset"].startswith(shape + " ")]
+            if not sub:
+                cells.append("")
+                continue
+            top = max(sub, key=lambda r: r["worst"])
+            measure = max(top["ratios"], key=top["ratios"].get)
+            cells.append(f"{top['worst']:.2f} ({SHORT[measure]})")
+        kind = "stochastic" if rs[0]["stochastic"] else "deterministic"
+        print(f"| {name} | {kind} | {rs[0]['budget'] or '-'} | " + " | ".join(cells) + " |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=2000, help="samples per run")
@@ -256,7 +283,11 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--quick", action="store_true", help="1x8x8 iso, VP, n = 1000")
     ap.add_argument("--rows", default=None, help="save every row to this JSON file")
+    ap.add_argument("--from-rows", default=None, help="only print the summaries of saved rows")
     args = ap.parse_args()
+    if args.from_rows:
+        by_dimension(json.loads(Path(args.from_rows).read_text()))
+        return
     if args.quick:
         args.n, args.shapes, args.kinds, args.sde = 1000, ["1x8x8"], ["iso"], ["vp"]
     torch.set_num_threads(1)
@@ -328,6 +359,7 @@ def main() -> None:
         kind = "stochastic" if top["stochastic"] else "deterministic"
         print(f"| {name} | {kind} | {top['budget'] or '-'} | {top['worst']:.2f} "
               f"({top['preset']}, {top['sde']}) | {SHORT[measure]} | {med:.2f} |")  # fmt: skip
+    by_dimension(rows)
     if args.rows:
         Path(args.rows).write_text(json.dumps(rows, indent=0))
     if not all(math.isfinite(r["worst"]) for r in rows):

@@ -14,24 +14,30 @@ FAST = ["pilot=256", "reference_steps=50", "max_evals=60", "progress=false"]
 
 def test_tuned_grid_is_written_and_sampled_with(tmp_path):
     out = tmp_path / "tune"
-    run("sde-tune-grid", "steps=4", *FAST, f"hydra.run.dir={out}", cwd=tmp_path)
+    run("sde-tune-grid", "steps=4", *FAST, "max_evals=150", f"hydra.run.dir={out}", cwd=tmp_path)
     rec = json.loads((out / "tuning.json").read_text())
     levels = rec["levels"]
     assert len(levels) == 5 and all(a > b for a, b in zip(levels, levels[1:], strict=False))
     assert rec["objective"] < rec["initial_objective"]
     assert rec["nfe_per_pilot_sample"] == 50 + 1 + 2 + 4 * rec["evaluations"]
+    assert rec["evaluations"] <= 150
     solver = instantiate(OmegaConf.load(out / "solver.yaml"))
     assert type(solver).__name__ == "UniPC" and solver.grid.levels == tuple(levels)
-    # 4 steps from the same prior draws: the tuned grid must beat the solver's own one
-    tv = {}
+    # 4 steps from the same prior draws: the tuned grid must beat the solver's own one. Judged
+    # on the TV's excess over its floor (0.195 at n = 4000): since unipc's own grid improved
+    # (issue 17: TV 0.318 at 4 steps), the raw TVs differ less than their excesses; measured
+    # excess 0.064 tuned against 0.123 own (0.52x) with 150 evaluations (0.74x with 60).
+    tv, floor = {}, {}
     for name, extra in (("own", []), ("tuned", rec["sample_overrides"][1:])):
         d = tmp_path / name
         common = ["solver=unipc", "steps=4", "num_samples=4000", "progress=false", "figure=false"]
         run("sde-sample", *common, *extra, f"hydra.run.dir={d}", cwd=tmp_path)
         metrics = json.loads((d / "metrics.json").read_text())
         assert metrics["nfe"] == 4
-        tv[name] = metrics["tv"]
-    assert np.isfinite(tv["tuned"]) and tv["tuned"] < 0.7 * tv["own"], tv
+        tv[name], floor[name] = metrics["tv"], metrics["tv_floor"]
+    assert floor["own"] == floor["tuned"]
+    excess = {k: v - floor[k] for k, v in tv.items()}
+    assert np.isfinite(tv["tuned"]) and excess["tuned"] < 0.7 * excess["own"], (tv, floor)
 
 
 @pytest.mark.parametrize(

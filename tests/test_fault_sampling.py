@@ -9,13 +9,12 @@ from typing import Any
 import pytest
 import torch
 
-import sde_diffusion.chunked as chunked
+import sde_diffusion.sampling.chunked as chunked
 from sde_diffusion.apps._common import UsageError
 from sde_diffusion.apps._job import MAX_STEPS, sample_job
-from sde_diffusion.chunked import sample_chunked
 from sde_diffusion.datasets import eight_gaussians
 from sde_diffusion.reverse import tweedie_denoise
-from sde_diffusion.sampling import sample
+from sde_diffusion.sampling import sample, sample_chunked
 from sde_diffusion.sde.ve import VESDE
 from sde_diffusion.sde.vp import VPSDE
 from solvers import EulerMaruyama, Heun, Solver

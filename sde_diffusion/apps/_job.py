@@ -9,9 +9,9 @@ from typing import Any
 
 import torch
 
-from .. import chunked
 from ..metrics.sliced_wasserstein import sliced_wasserstein
 from ..metrics.total_variation import tv_to_mixture
+from ..sampling import chunked
 from ._common import UsageError, check_int
 from ._config import build, group_options, load_group
 from ._model import load_trained

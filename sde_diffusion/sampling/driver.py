@@ -13,8 +13,8 @@ from solvers.grids import UniformGrid
 from solvers.integrate import NonFiniteStateError, integrate
 from solvers.seeded_noise import SeededNoise
 
-from .reverse import ScoreFn, probability_flow_ode, reverse_sde, tweedie_denoise
-from .sde.base import SDE
+from ..reverse import ScoreFn, probability_flow_ode, reverse_sde, tweedie_denoise
+from ..sde.base import SDE
 
 
 @dataclass

@@ -19,9 +19,9 @@ from tqdm.auto import tqdm
 
 from solvers.base import Solver
 
-from .reverse import ScoreFn
-from .sampling import SampleResult, sample
-from .sde.base import SDE
+from ..reverse import ScoreFn
+from ..sde.base import SDE
+from .driver import SampleResult, sample
 
 #: copies of one chunk's state that a solver may hold at once (the state, its stages or
 #: multistep history, the noise draw and the score's temporaries): a rough upper bound

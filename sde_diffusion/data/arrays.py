@@ -188,9 +188,7 @@ class ArrayDataset(Dataset):
                     f"train_data.path={path!r}: column {col} is constant; it cannot be "
                     f"standardised (train_data.standardise=false, or drop the column)"
                 )
-            self.standardiser = Standardiser(
-                tuple(train.mean(dim=0).tolist()), tuple(std.tolist())
-            )
+            self.standardiser = Standardiser(tuple(train.mean(dim=0).tolist()), tuple(std.tolist()))
         rows = train if split == "train" else test
         self.raw = rows.float()  # data units
         self.data = (self.standardiser(rows) if self.standardiser else rows).float()

@@ -54,7 +54,12 @@ from sde_diffusion.sampling import sample
 from sde_diffusion.sde import VESDE, VPSDE, SubVPSDE
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from peers_benchmark import KD_SAMPLERS, load_kdiffusion_sampling, time_of_level  # noqa: E402
+from peers_benchmark import (  # noqa: E402
+    KD_SAMPLERS,
+    load_kdiffusion_sampling,
+    steps_for_budget,
+    time_of_level,
+)
 
 SDES = {"vp": VPSDE, "subvp": SubVPSDE, "ve": VESDE}
 CONF = Path(__file__).resolve().parents[1] / "conf" / "solver"
@@ -110,22 +115,6 @@ def check_fast_score(mixture: GaussianMixture, sde) -> float:
     return worst
 
 
-def steps_for_budget(solver, sde, score, shape, budget: int) -> int | None:
-    """The most fixed steps whose NFE (measured on 4 samples) stays within the budget."""
-    best = None
-    for steps in range(1, budget + 1):
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                res = sample(sde, score, solver, (4, *shape), steps=steps, dtype=torch.float64)
-        except ValueError:  # too few steps for a multistep order
-            continue
-        if res.nfe > budget:
-            break
-        best = steps
-    return best
-
-
 def run_ours(cfg: str, sde, score, x_T, budget: int, seed: int):
     name, *overrides = cfg.split("+")  # e.g. unipc+grid.level_max=20
     conf = OmegaConf.load(CONF / f"{name}.yaml")
@@ -133,7 +122,7 @@ def run_ours(cfg: str, sde, score, x_T, budget: int, seed: int):
         key, value = item.split("=", 1)
         OmegaConf.update(conf, key, yaml.safe_load(value))
     solver = instantiate(conf)
-    steps = steps_for_budget(solver, sde, score, x_T.shape[1:], budget)
+    steps = steps_for_budget(solver, sde, score, budget, False, event_shape=tuple(x_T.shape[1:]))
     if steps is None:
         return None
     gen = torch.Generator().manual_seed(seed)

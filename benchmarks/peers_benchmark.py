@@ -176,15 +176,18 @@ def run_kdiffusion(kd, name, sde, score, x_T, budget, args):
     return (xk if final == "zero" else alpha_eps * xk), model.nfe
 
 
-def steps_for_budget(solver, sde, score, budget: int, denoise: bool) -> int | None:
-    """The most fixed steps whose NFE (measured on 4 samples) stays within the budget."""
+def steps_for_budget(
+    solver, sde, score, budget: int, denoise: bool, event_shape: tuple[int, ...] = (2,)
+) -> int | None:
+    """The most fixed steps whose NFE (measured on 4 samples of ``event_shape``) stays within
+    the budget; ``None`` if none does."""
     best = None
     for steps in range(1, budget + 1):
         try:
             with warnings.catch_warnings():  # e.g. a multistep order lowered at 1 step
                 warnings.simplefilter("ignore")
-                res = sample(sde, score, solver, (4, 2), steps=steps, dtype=torch.float64,
-                             denoise=denoise)  # fmt: skip
+                res = sample(sde, score, solver, (4, *event_shape), steps=steps,
+                             dtype=torch.float64, denoise=denoise)  # fmt: skip
         except ValueError:  # too few steps for a multistep order: try more
             continue
         if res.nfe > budget:

@@ -47,7 +47,11 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from peers_benchmark import load_kdiffusion_sampling, run_kdiffusion  # noqa: E402
+from peers_benchmark import (  # noqa: E402
+    load_kdiffusion_sampling,
+    run_kdiffusion,
+    steps_for_budget,
+)
 
 from sde_diffusion.metrics.floor import noise_floor  # noqa: E402
 from sde_diffusion.metrics.sliced_wasserstein import sliced_wasserstein  # noqa: E402
@@ -114,24 +118,10 @@ class Case:
         return self.sw(x, self.reference) / self.floor
 
 
-def steps_within(solver, case: Case, budget: int) -> int:
-    """The most steps whose counted NFE (measured on 2 samples) stays within the budget."""
-    best = 0
-    for steps in range(1, budget + 1):
-        try:
-            res = sample(case.sde, case.score, solver, (2, case.dim), steps=steps,
-                         dtype=torch.float64)  # fmt: skip
-        except ValueError:  # too few steps for a multistep order
-            continue
-        if res.nfe > budget:
-            break
-        best = steps
-    return best
-
-
 def run_solver(solver, case: Case, budget: int | None, steps: int | None = None) -> tuple:
     """(ratio, nfe) of a fixed-step solver from the case's prior draw at ``budget`` NFE."""
-    steps = steps or steps_within(solver, case, budget)
+    if not steps:  # the most steps whose counted NFE fits the budget (0: none does)
+        steps = steps_for_budget(solver, case.sde, case.score, budget, False, (case.dim,)) or 0
     res = sample(case.sde, case.score, solver, case.x_T.shape, steps=steps, x_init=case.x_T,
                  dtype=torch.float64)  # fmt: skip
     return case.ratio(res.x), res.nfe

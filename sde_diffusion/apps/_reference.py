@@ -150,10 +150,6 @@ def _gen(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(int(seed))
 
 
-def _tensor(dataset: Any) -> Tensor:
-    return dataset_tensor(dataset)
-
-
 def checkpoint_data(stored: dict[str, Any], transform: dict[str, Any] | None = None) -> Any:
     """The reference for a checkpoint's samples, from its stored config (plain data): the
     exact :class:`GaussianMixture` when the training data is one, else :class:`HeldOut`
@@ -173,14 +169,14 @@ def checkpoint_data(stored: dict[str, Any], transform: dict[str, Any] | None = N
     mixture = getattr(dataset, "mixture", None)
     if mixture is not None:
         return mixture
-    train = _tensor(dataset)
+    train = dataset_tensor(dataset)
     if "split" in node:
-        held = _tensor(rebuild({**node, "split": "test"}, "train_data"))
+        held = dataset_tensor(rebuild({**node, "split": "test"}, "train_data"))
         source = "the data set's test split"
     elif "seed" in node:
         n = min(int(node.get("n", HELD_OUT_MAX)), HELD_OUT_MAX)
         fresh = {**node, "seed": int(node["seed"]) + 1_000_003, **({"n": n} if "n" in node else {})}
-        held = _tensor(rebuild(fresh, "train_data"))
+        held = dataset_tensor(rebuild(fresh, "train_data"))
         source = "a fresh draw of the training distribution (another seed)"
     else:  # no way to draw more: the last fifth of the training data, said so
         cut = max(1, len(train) // 5)

@@ -39,7 +39,9 @@ class DSMLoss:
         eps: the smallest time, in (0, T).
 
     ``model(x, t)`` must return the score, e.g. a
-    :class:`~sde_diffusion.parametrisation.ScoreModel`.
+    :class:`~sde_diffusion.parametrisation.ScoreModel`; with ``labels`` (``(B,)`` integers, the
+    null label among them for classifier-free guidance) it is called as ``model(x, t, labels)``
+    and J becomes the conditional objective for s(x, t | y).
     """
 
     def __init__(
@@ -126,9 +128,10 @@ class DSMLoss:
 
     def per_sample(
         self,
-        model: Callable[[Tensor, Tensor], Tensor],
+        model: Callable[..., Tensor],
         x0: Tensor,
         generator: torch.Generator | None = None,
+        labels: Tensor | None = None,
     ) -> Tensor:
         """One unbiased estimate of J per sample, shape ``(B,)``."""
         if x0.ndim < 2:
@@ -138,7 +141,8 @@ class DSMLoss:
         z = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
         alpha, sigma = self.sde.marginal(t)
         s = append_dims(sigma, x0.ndim)
-        score = model(append_dims(alpha, x0.ndim) * x0 + s * z, t)
+        xt = append_dims(alpha, x0.ndim) * x0 + s * z
+        score = model(xt, t) if labels is None else model(xt, t, labels)
         err = (s * score + z).reshape(B, -1) ** 2  # sigma^2 || s + z / sigma ||^2
         err = err.mean(1) if self.reduction == "mean" else err.sum(1)
         if self.weighting == "sigma2" and not self.importance_sampling:
@@ -147,12 +151,13 @@ class DSMLoss:
 
     def __call__(
         self,
-        model: Callable[[Tensor, Tensor], Tensor],
+        model: Callable[..., Tensor],
         x0: Tensor,
         generator: torch.Generator | None = None,
+        labels: Tensor | None = None,
     ) -> Tensor:
         """The batch mean of :meth:`per_sample`: a scalar to minimise."""
-        return self.per_sample(model, x0, generator).mean()
+        return self.per_sample(model, x0, generator, labels).mean()
 
     def __repr__(self) -> str:
         return (

@@ -30,11 +30,34 @@ from ._utils import append_dims
 PARAMETRISATIONS = ("score", "eps", "edm")
 
 
+def network_inputs(
+    x: Tensor, alpha: Tensor, sigma: Tensor, sigma_data: float
+) -> tuple[Tensor, Tensor]:
+    """(c_in x, c_noise): c_in = 1 / sqrt(sigma^2 + alpha^2 sigma_data^2), c_noise =
+    log(sigma / alpha) / 4 (Karras et al., 2022, Table 1); alpha, sigma of shape ``(B,)``."""
+    c_in = torch.rsqrt(sigma**2 + (alpha * sigma_data) ** 2)
+    return append_dims(c_in, x.ndim) * x, (sigma / alpha).log() / 4
+
+
+def marginal_at(sde: object, x: Tensor, t: Tensor | float) -> tuple[Tensor, Tensor, Tensor]:
+    """(alpha, sigma, t) of ``sde.marginal`` at t, scalar or ``(B,)``, expanded to ``(B,)``."""
+    t = torch.as_tensor(t, device=x.device, dtype=x.dtype)
+    if t.ndim == 0:
+        t = t.expand(x.shape[0])
+    elif tuple(t.shape) != (x.shape[0],):
+        raise ValueError(
+            f"t must be a scalar or of shape (B,) = ({x.shape[0]},), got {tuple(t.shape)}"
+        )
+    alpha, sigma = sde.marginal(t)
+    return alpha, sigma, t
+
+
 class ScoreModel(nn.Module):
     """s(x, t) = grad_x log p_t(x) from a network F(x, c), for any SDE with a Gaussian marginal.
 
     Args:
-        net: a module mapping ``(x, c)`` with c of shape ``(B,)`` to a tensor shaped like x.
+        net: a module mapping ``(x, c)`` with c of shape ``(B,)`` to a tensor shaped like x;
+            a class-conditional one also takes labels, ``net(x, c, y)``.
         sde: anything with ``marginal(t) -> (alpha, sigma)``.
         parametrisation: "score", "eps" or "edm" (see the module docstring).
         sigma_data: standard deviation of the data, for c_in and the EDM coefficients (> 0).
@@ -58,26 +81,21 @@ class ScoreModel(nn.Module):
         self.sigma_data = float(sigma_data)
 
     def _coefficients(self, x: Tensor, t: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        t = torch.as_tensor(t, device=x.device, dtype=x.dtype)
-        if t.ndim == 0:
-            t = t.expand(x.shape[0])
-        elif tuple(t.shape) != (x.shape[0],):
-            raise ValueError(
-                f"t must be a scalar or of shape (B,) = ({x.shape[0]},), got {tuple(t.shape)}"
-            )
-        alpha, sigma = self.sde.marginal(t)
-        return alpha, sigma, t
+        return marginal_at(self.sde, x, t)
 
-    def _net(self, x: Tensor, alpha: Tensor, sigma: Tensor) -> Tensor:
-        """F(c_in x, c_noise)."""
-        c_in = torch.rsqrt(sigma**2 + (alpha * self.sigma_data) ** 2)
-        c_noise = (sigma / alpha).log() / 4
-        return self.net(append_dims(c_in, x.ndim) * x, c_noise)
+    def _net(self, x: Tensor, alpha: Tensor, sigma: Tensor, y: Tensor | None) -> Tensor:
+        """F(c_in x, c_noise) or, with labels, F(c_in x, c_noise, y)."""
+        x_in, c_noise = network_inputs(x, alpha, sigma, self.sigma_data)
+        if y is None:  # networks without a label argument keep working
+            return self.net(x_in, c_noise)
+        return self.net(x_in, c_noise, y)
 
-    def forward(self, x: Tensor, t: Tensor) -> Tensor:
-        """The score s(x, t), shaped like x; ``t`` scalar or of shape ``(B,)``."""
+    def forward(self, x: Tensor, t: Tensor, y: Tensor | None = None) -> Tensor:
+        """The score s(x, t) (or s(x, t | y) for labels ``y`` of shape ``(B,)``), shaped like
+        x; ``t`` scalar or of shape ``(B,)``. For a class-conditional network ``y=None`` is
+        the null label: the unconditional score."""
         alpha, sigma, _ = self._coefficients(x, t)
-        F = self._net(x, alpha, sigma)
+        F = self._net(x, alpha, sigma, y)
         a, s = append_dims(alpha, x.ndim), append_dims(sigma, x.ndim)
         if self.parametrisation == "score":
             return F / s
@@ -85,10 +103,10 @@ class ScoreModel(nn.Module):
             return -F / s
         return (a * self._edm_denoise(x, F, a, s) - x) / s**2
 
-    def denoise(self, x: Tensor, t: Tensor) -> Tensor:
-        """x0_hat = E[x_0 | x_t] = (x + sigma^2 s) / alpha (Tweedie; Efron, 2011)."""
+    def denoise(self, x: Tensor, t: Tensor, y: Tensor | None = None) -> Tensor:
+        """x0_hat = E[x_0 | x_t (, y)] = (x + sigma^2 s) / alpha (Tweedie; Efron, 2011)."""
         alpha, sigma, _ = self._coefficients(x, t)
-        F = self._net(x, alpha, sigma)
+        F = self._net(x, alpha, sigma, y)
         a, s = append_dims(alpha, x.ndim), append_dims(sigma, x.ndim)
         if self.parametrisation == "score":
             return (x + s * F) / a
@@ -103,6 +121,11 @@ class ScoreModel(nn.Module):
         c_skip = sd2 / (se**2 + sd2)
         c_out = se * self.sigma_data * torch.rsqrt(se**2 + sd2)
         return c_skip * x / a + c_out * F
+
+    @property
+    def num_classes(self) -> int | None:
+        """The network's number of classes (None: an unconditional network)."""
+        return getattr(self.net, "num_classes", None)
 
     def extra_repr(self) -> str:
         return f"parametrisation={self.parametrisation!r}, sigma_data={self.sigma_data}"

@@ -31,6 +31,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from torch import Tensor, nn
 
+from ..guidance.labels import cycle_labels
 from ..sampling import sample
 from ..training import (
     CheckpointManager,
@@ -52,6 +53,7 @@ from ._common import (
     set_threads,
 )
 from ._config import build, dataset_tensor
+from ._labels import training_labels
 from ._model import build_score_model, check_fits, fill_model_config, stored_config
 from ._precheck import precheck
 from ._resume import newest_valid, remove_orphans, resume_config
@@ -121,6 +123,9 @@ def run(cfg: DictConfig, out_dir: Path, overrides: Sequence[str] | None = None) 
             f"data set ({len(data)} items) with train.drop_last=true"
         )
     model_cfg = fill_model_config(cfg.model, shape)
+    labels, p_uncond = training_labels(
+        dataset, model_cfg.get("num_classes"), len(data), tc.get("p_uncond", 0.0)
+    )
     sde = make(cfg.sde, "sde")
     torch.manual_seed(seed)  # the same initial weights on every rank
     model = build_score_model(sde, model_cfg, str(cfg.parametrisation), make).to(device)
@@ -151,6 +156,9 @@ def run(cfg: DictConfig, out_dir: Path, overrides: Sequence[str] | None = None) 
         drop_last=bool(tc.drop_last),
         device=device,
         dist_info=info,
+        labels=labels,  # None (unconditional): the loss is called exactly as before
+        p_uncond=p_uncond,
+        null_label=model_cfg.get("num_classes"),
     )
     checkpoints = CheckpointManager(out_dir / "checkpoints", keep_last=tc.keep_last)
     if resumed is not None:
@@ -253,6 +261,8 @@ def sample_figure(
     from .. import plot
 
     model.eval()
+    if getattr(model, "num_classes", None) is not None:  # class-conditional: every class in turn
+        model = cycle_labels(model, model.num_classes)
     num = check_int("sample.num_samples", cfg.sample.num_samples, 1)
     gen = torch.Generator(device=data.device).manual_seed(int(cfg.sample.seed))
     with torch.no_grad():

@@ -97,6 +97,27 @@ def _is_float(v: str) -> bool:
     return True
 
 
+#: an array of this name in a ``.npz`` holds the (N,) integer class of each row
+LABELS_KEY = "labels"
+
+
+def read_labels(path: str | Path, n: int) -> np.ndarray | None:
+    """The ``labels`` array of a ``.npz`` (``(n,)`` non-negative integers), or None."""
+    path = Path(str(path))
+    if path.suffix != ".npz":
+        return None
+    with np.load(path, allow_pickle=False) as archive:
+        if LABELS_KEY not in archive.files:
+            return None
+        lab = archive[LABELS_KEY]
+    if lab.shape != (n,) or lab.dtype.kind not in "iub" or (n and lab.min() < 0):
+        raise ValueError(
+            f"train_data.path={str(path)!r}: 'labels' must be {n} non-negative integers, one "
+            f"per row; got shape {lab.shape}, dtype {lab.dtype}"
+        )
+    return lab.astype(np.int64)
+
+
 def read_array(path: str | Path, key: str | None = None) -> np.ndarray:
     """The ``(N, D)`` float64 array of a ``.npy``, ``.npz`` (``key``) or ``.csv`` file; never
     unpickles (``allow_pickle=False``)."""
@@ -113,7 +134,7 @@ def read_array(path: str | Path, key: str | None = None) -> np.ndarray:
             arr = np.load(path, allow_pickle=False)
         else:
             with np.load(path, allow_pickle=False) as archive:
-                names = list(archive.files)
+                names = [n for n in archive.files if n != LABELS_KEY] or list(archive.files)
                 if key is None and len(names) != 1:
                     raise ValueError(f"{where}: set train_data.key to one of {names}")
                 name = names[0] if key is None else key
@@ -152,6 +173,9 @@ class ArrayDataset(Dataset):
         split: ``"train"`` or ``"test"``; ``test_fraction`` of the rows (by a fixed permutation,
             ``split_seed``) are held out.
         standardise: scale each column to mean 0 and std 1 with the training part's statistics.
+
+    A ``.npz`` may also hold ``labels``, the integer class of each row (``labels``, split the
+    same way), for class-conditional training.
     """
 
     scaler = None  # not images
@@ -190,6 +214,12 @@ class ArrayDataset(Dataset):
                 )
             self.standardiser = Standardiser(tuple(train.mean(dim=0).tolist()), tuple(std.tolist()))
         rows = train if split == "train" else test
+        lab = read_labels(path, len(arr))  # an optional 'labels' array of a .npz, split alike
+        self.labels = (
+            None
+            if lab is None
+            else torch.from_numpy(lab)[perm[n_test:] if split == "train" else perm[:n_test]]
+        )
         self.raw = rows.float()  # data units
         self.data = (self.standardiser(rows) if self.standardiser else rows).float()
 

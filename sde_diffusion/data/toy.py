@@ -110,8 +110,12 @@ class ToyDataset(Dataset):
 
     Attributes: ``data`` ``(n, *shape)``; ``shape`` the event shape; ``mixture`` the
     :class:`GaussianMixture` when the distribution is one (exact scores), else None;
+    ``labels`` the ``(n,)`` class of each point for a mixture (its component's entry of
+    ``component_labels``, by default the component index), else None;
     ``scaler`` None (toy data is used as is).
     """
+
+    component_labels: list[int] | None = None  # class of each mixture component (None: index)
 
     scaler = None
 
@@ -120,7 +124,7 @@ class ToyDataset(Dataset):
     ) -> None:
         _check_n(n)
         generator = torch.Generator().manual_seed(int(seed))
-        self.name = name
+        self.name, self._seed = name, seed
         self.mixture: GaussianMixture | None = None
         if name in SAMPLED:
             self.data = SAMPLED[name](n, generator, dtype=dtype)
@@ -140,7 +144,7 @@ class ToyDataset(Dataset):
     ) -> ToyDataset:
         """``n`` samples of any :class:`GaussianMixture` (e.g. one built from a Hydra config)."""
         self = cls.__new__(cls)
-        self.name, self.mixture = repr(mixture), mixture
+        self.name, self.mixture, self._seed = repr(mixture), mixture, seed
         self.data = mixture.sample(
             _check_n(n), torch.Generator().manual_seed(int(seed)), dtype=dtype
         )
@@ -153,6 +157,19 @@ class ToyDataset(Dataset):
     @property
     def event_shape(self) -> tuple[int, ...]:
         return self.shape
+
+    @property
+    def labels(self) -> Tensor | None:
+        """The class of each point of a mixture: the component it was drawn from (mapped by
+        ``component_labels``). :meth:`GaussianMixture.sample` draws the components first,
+        k ~ Categorical(w), from the seeded generator; that draw is replayed here."""
+        if self.mixture is None or self._seed is None:
+            return None
+        gen = torch.Generator().manual_seed(int(self._seed))
+        k = torch.multinomial(self.mixture.weights, len(self), replacement=True, generator=gen)
+        if self.component_labels is None:
+            return k
+        return torch.as_tensor(self.component_labels, dtype=torch.long)[k]
 
     def __len__(self) -> int:
         return self.data.shape[0]
@@ -171,8 +188,15 @@ def mixture_dataset(
     covs: object | None = None,
     n: int = 100_000,
     seed: int = 0,
+    labels: object | None = None,
 ) -> ToyDataset:
     """``n`` draws (``seed``) of the :class:`GaussianMixture` with these parameters: a mixture
     typed on the command line as training data (``train_data=gaussian_mixture``). Its
-    ``mixture`` is the exact law, which a checkpoint's samples are then scored against."""
-    return ToyDataset.from_mixture(GaussianMixture(weights, means, stds, covs), n=n, seed=seed)
+    ``mixture`` is the exact law, which a checkpoint's samples are then scored against.
+    ``labels``: the class of each component (default: its index), for class conditioning."""
+    out = ToyDataset.from_mixture(GaussianMixture(weights, means, stds, covs), n=n, seed=seed)
+    if labels is not None:
+        from ..guidance.exact import component_labels
+
+        out.component_labels = component_labels(out.mixture, labels).tolist()
+    return out

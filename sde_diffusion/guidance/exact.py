@@ -17,7 +17,8 @@ from torch import Tensor
 from ..mixture import GaussianMixture
 
 
-def _labels(mixture: GaussianMixture, labels: object) -> Tensor:
+def component_labels(mixture: GaussianMixture, labels: object) -> Tensor:
+    """The ``(K,)`` class of each component as integers, else a one-line error."""
     lab = torch.as_tensor(np.asarray(labels))
     if lab.shape != (mixture.n_components,):
         raise ValueError(
@@ -30,7 +31,7 @@ def _labels(mixture: GaussianMixture, labels: object) -> Tensor:
 
 def class_conditional(mixture: GaussianMixture, labels: object, c: int) -> GaussianMixture:
     """p(x | y = c): the sub-mixture of the components labelled ``c``, weights renormalised."""
-    lab = _labels(mixture, labels)
+    lab = component_labels(mixture, labels)
     if isinstance(c, bool) or not isinstance(c, (int, np.integer)):
         raise ValueError(f"label must be an integer, got {c!r}")
     keep = lab == int(c)
@@ -54,7 +55,7 @@ class ExactClassifier:
     """
 
     def __init__(self, mixture: GaussianMixture, labels: object, sde: object) -> None:
-        lab = _labels(mixture, labels)
+        lab = component_labels(mixture, labels)
         self.n_classes = int(lab.max()) + 1
         self.mixture, self.labels, self.sde = mixture, lab, sde
         self.classes = [class_conditional(mixture, lab, c) for c in range(self.n_classes)]

@@ -74,3 +74,60 @@ def check_condition(c: Tensor, batch: int) -> Tensor:
     if tuple(c.shape) != (batch,):
         raise ValueError(f"c must be a scalar or of shape (B,) = ({batch},), got {tuple(c.shape)}")
     return c
+
+
+def check_labels(y: Tensor, batch: int, num_classes: int) -> Tensor:
+    """Return integer labels y of shape (B,) in 0 .. num_classes (num_classes: the null label).
+
+    The range is checked for labels on the host only: on an accelerator that check would
+    synchronise every network call, so code that binds labels for sampling checks them once.
+    """
+    if not isinstance(y, Tensor):
+        raise ValueError(f"y must be a tensor of integer labels, got {type(y).__name__}")
+    if y.dtype.is_floating_point or y.dtype.is_complex or y.dtype == torch.bool:
+        raise ValueError(f"y must hold integer labels, got dtype {y.dtype}")
+    if tuple(y.shape) != (batch,):
+        raise ValueError(f"y must have shape (B,) = ({batch},), got {tuple(y.shape)}")
+    if y.device.type == "cpu" and bool(((y < 0) | (y > num_classes)).any()):
+        raise ValueError(
+            f"labels must lie in 0 .. {num_classes - 1} (or {num_classes}, the null label), "
+            f"got values in {int(y.min())} .. {int(y.max())}"
+        )
+    return y.long()
+
+
+class LabelEmbedding(nn.Module):
+    """A learned table of ``num_classes + 1`` vectors; the last row is the null label.
+
+    Added to the noise embedding (class-conditional DDPM; Dhariwal & Nichol, 2021, Sec. 3;
+    Ho & Salimans, 2022, where the null label makes one network serve s(x|y) and s(x) for
+    classifier-free guidance). Zero-initialised, so an untrained conditional network starts
+    as the unconditional one. ``y=None`` means the null label for the whole batch.
+    """
+
+    def __init__(self, num_classes: int, dim: int) -> None:
+        super().__init__()
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+            raise ValueError(f"num_classes must be an integer >= 1 or null, got {num_classes!r}")
+        self.num_classes = num_classes
+        self.table = nn.Embedding(num_classes + 1, dim)
+        nn.init.zeros_(self.table.weight)
+
+    def forward(self, y: Tensor | None, batch: int) -> Tensor:
+        if y is None:
+            return self.table.weight[-1].expand(batch, -1)
+        return self.table(check_labels(y, batch, self.num_classes).to(self.table.weight.device))
+
+
+def label_embedding(num_classes: int | None, dim: int) -> LabelEmbedding | None:
+    """``LabelEmbedding(num_classes, dim)``, or None for an unconditional network."""
+    return None if num_classes is None else LabelEmbedding(num_classes, dim)
+
+
+def no_labels(y: Tensor | None) -> None:
+    """Refuse labels given to an unconditional network (built with ``num_classes=None``)."""
+    if y is not None:
+        raise ValueError(
+            "this network is unconditional (num_classes=null): it takes no labels y; "
+            "train it with model.num_classes set"
+        )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from .embedding import check_condition, make_embedding
+from .embedding import check_condition, label_embedding, make_embedding, no_labels
 
 
 def _positive_int(name: str, value: int) -> int:
@@ -29,7 +29,8 @@ class _Block(nn.Module):
 
 
 class MLP(nn.Module):
-    """F(x, c): (B, dim) -> (B, dim), a residual MLP with the noise embedding added in each block.
+    """F(x, c, y): (B, dim) -> (B, dim), a residual MLP with the noise embedding (plus, for a
+    class-conditional network, a learned label embedding) added in each block.
 
     The network knows nothing about noise: ``c`` is whatever conditioning the parametrisation
     wrapper (:class:`sde_diffusion.parametrisation.ScoreModel`) passes, c_noise = log(sigma/alpha)/4.
@@ -41,6 +42,10 @@ class MLP(nn.Module):
         embedding: "fourier" (Gaussian Fourier features) or "sinusoidal".
         embed_dim: size of the embedding of c (even).
         fourier_scale: standard deviation of the Fourier frequencies.
+        num_classes: None (unconditional: no label input, the weights of earlier versions), or
+            the number of classes; labels 0 .. num_classes - 1, and num_classes (or
+            ``y=None``) the null label (:class:`~sde_diffusion.models.embedding.LabelEmbedding`).
+        out_dim: output size (default ``dim``); e.g. the number of classes for a classifier.
     """
 
     def __init__(
@@ -51,9 +56,12 @@ class MLP(nn.Module):
         embedding: str = "fourier",
         embed_dim: int = 128,
         fourier_scale: float = 16.0,
+        num_classes: int | None = None,
+        out_dim: int | None = None,
     ) -> None:
         super().__init__()
         self.dim = _positive_int("dim", dim)
+        self.out_dim = self.dim if out_dim is None else _positive_int("out_dim", out_dim)
         _positive_int("hidden", hidden)
         _positive_int("depth", depth)
         self.embed = nn.Sequential(
@@ -64,14 +72,20 @@ class MLP(nn.Module):
         )
         self.inp = nn.Linear(self.dim, hidden)
         self.blocks = nn.ModuleList(_Block(hidden, hidden) for _ in range(depth))
-        self.out = nn.Sequential(nn.LayerNorm(hidden), nn.SiLU(), nn.Linear(hidden, self.dim))
+        self.out = nn.Sequential(nn.LayerNorm(hidden), nn.SiLU(), nn.Linear(hidden, self.out_dim))
+        self.num_classes = num_classes
+        self.label_embed = label_embedding(num_classes, hidden)  # last: other weights unchanged
 
-    def forward(self, x: Tensor, c: Tensor) -> Tensor:
+    def forward(self, x: Tensor, c: Tensor, y: Tensor | None = None) -> Tensor:
         if x.ndim != 2 or x.shape[1] != self.dim:
             raise ValueError(
                 f"MLP(dim={self.dim}) expects x of shape (B, {self.dim}), got {tuple(x.shape)}"
             )
         temb = self.embed(check_condition(c, x.shape[0]).to(x.dtype))
+        if self.label_embed is None:
+            no_labels(y)
+        else:
+            temb = temb + self.label_embed(y, x.shape[0]).to(temb.dtype)
         h = self.inp(x)
         for block in self.blocks:
             h = block(h, temb)

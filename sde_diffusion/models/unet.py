@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .embedding import check_condition, make_embedding
+from .embedding import check_condition, label_embedding, make_embedding, no_labels
 
 _SKIP_SCALE = 1 / math.sqrt(2)
 
@@ -100,6 +100,9 @@ class UNet(nn.Module):
         dropout: dropout probability inside residual blocks, in [0, 1).
         embedding: "fourier" or "sinusoidal" embedding of c.
         embed_dim: size of that embedding (default ``ch``); the block embedding has 4 * ch.
+        num_classes: None (unconditional, as in earlier versions) or the number of classes: a
+            learned label embedding (num_classes + 1 rows, the last the null label, also used
+            for ``y=None``) is added to the block embedding (Dhariwal & Nichol, 2021, Sec. 3).
     """
 
     def __init__(
@@ -113,6 +116,7 @@ class UNet(nn.Module):
         dropout: float = 0.1,
         embedding: str = "fourier",
         embed_dim: int | None = None,
+        num_classes: int | None = None,
     ) -> None:
         super().__init__()
         for name, value in [
@@ -178,8 +182,10 @@ class UNet(nn.Module):
                     nn.Sequential(nn.Upsample(scale_factor=2), nn.Conv2d(c, c, 3, padding=1))
                 )
         self.out = nn.Sequential(_norm(c), nn.SiLU(), nn.Conv2d(c, in_channels, 3, padding=1))
+        self.num_classes = num_classes
+        self.label_embed = label_embedding(num_classes, temb_dim)  # last: other weights unchanged
 
-    def forward(self, x: Tensor, c: Tensor) -> Tensor:
+    def forward(self, x: Tensor, c: Tensor, y: Tensor | None = None) -> Tensor:
         C, R = self.in_channels, self.resolution
         if x.ndim != 4:
             raise ValueError(
@@ -195,6 +201,10 @@ class UNet(nn.Module):
                 f"UNet(resolution={R}) expects {R}x{R} images, got {tuple(x.shape[2:])}"
             )
         temb = self.embed(check_condition(c, x.shape[0]).to(x.dtype))
+        if self.label_embed is None:
+            no_labels(y)
+        else:
+            temb = temb + self.label_embed(y, x.shape[0]).to(temb.dtype)
         h = self.conv_in(x)
         hs = [h]
         for layer in self.down:

@@ -34,19 +34,36 @@ class TrainedModel:
         self.config = config or {}  # the stored training config, plain data (never built)
         self.data_transform = data_transform  # e.g. the standardisation of array data
 
-    def score_fn(self) -> Callable[[Tensor, Tensor], Tensor]:
+    @property
+    def num_classes(self) -> int | None:
+        """The classes of a class-conditional model (labels 0 .. num_classes - 1), else None."""
+        return getattr(self.model, "num_classes", None)
+
+    def score_fn(self, label: int | None = None) -> Callable[[Tensor, Tensor], Tensor]:
         """score(x, t) on x's device and dtype (the weights move there on first use).
 
         Differentiable in x (the likelihood's divergence and the grid tuner's curvature need
         that); :func:`sde_diffusion.sample` itself runs under ``torch.no_grad()``.
+        ``label``: s(x, t | y = label) of a class-conditional model (None: the unconditional
+        score, which for a class-conditional model is its null label).
         """
+        from ..guidance.labels import bind_label, check_label
+
         model = self.model
+        if label is not None:
+            if self.num_classes is None:
+                raise ValueError(
+                    f"label={label!r}: this checkpoint's model is unconditional (trained "
+                    "without model.num_classes); it takes no label"
+                )
+            label = check_label(label, self.num_classes)
+        bound = bind_label(model, label)
 
         def score(x: Tensor, t: Tensor) -> Tensor:
             p = next(model.parameters())
             if p.device != x.device:
                 model.to(x.device)
-            return model(x.to(p.dtype), t.to(p.dtype)).to(x.dtype)
+            return bound(x.to(p.dtype), t.to(p.dtype)).to(x.dtype)
 
         return score
 

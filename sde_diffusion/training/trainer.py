@@ -25,6 +25,7 @@ from torch.optim.lr_scheduler import LambdaLR
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
+from ..guidance.labels import drop_labels
 from .checkpoint import CheckpointManager
 from .distributed import DistInfo
 from .log import TrainLogger
@@ -59,6 +60,11 @@ class Trainer:
         amp: float16 autocast and a gradient scaler; CUDA only (ignored on CPU).
         seed: seeds the batch order and the loss noise (offset per rank).
         dist_info: rank and world size; with ``world_size > 1`` the model is wrapped in DDP.
+        labels: ``(N,)`` integer class of each row of ``data``, for a class-conditional model
+            (or a classifier): ``loss_fn`` then also gets ``labels=`` of the batch.
+        p_uncond: each label is replaced by ``null_label`` with this probability (label
+            dropout for classifier-free guidance; Ho & Salimans, 2022, Alg. 1), drawn from the
+            checkpointed loss generator.
     """
 
     def __init__(
@@ -82,8 +88,18 @@ class Trainer:
         drop_last: bool = True,
         device: torch.device | str | None = None,
         dist_info: DistInfo | None = None,
+        labels: Tensor | None = None,
+        p_uncond: float = 0.0,
+        null_label: int | None = None,
     ) -> None:
         _check("lr", lr, 0.0)
+        _check("p_uncond", p_uncond, 0.0, 1.0)
+        if labels is not None and (
+            labels.dtype.is_floating_point or tuple(labels.shape) != (len(data),)
+        ):
+            raise ValueError(f"labels must be {len(data)} integers, one per data row")
+        if p_uncond > 0 and (labels is None or null_label is None):
+            raise ValueError("p_uncond > 0 needs labels and the null_label to drop them to")
         _check("weight_decay", weight_decay, 0.0)
         _check("warmup", warmup, 0)
         _check("grad_clip", grad_clip, 0.0)
@@ -100,6 +116,8 @@ class Trainer:
         self.device = torch.device(device) if device is not None else data.device
         self.dist = dist_info or DistInfo()
         self.data = data.to(self.device)
+        self.labels = None if labels is None else labels.long().to(self.device)
+        self.p_uncond, self.null_label = float(p_uncond), null_label
         self.model = model.to(self.device)
         self.loss_fn = loss_fn
         self.grad_clip = float(grad_clip)
@@ -141,10 +159,13 @@ class Trainer:
         """One optimiser step. Returns the loss (averaged over ranks) and whether any rank
         asked to ``stop`` (so that all ranks stop together). A non-finite loss raises
         ``FloatingPointError`` before the weights are touched."""
-        x0 = self.data[self.batches.next().to(self.device)]
+        idx = self.batches.next().to(self.device)
+        x0, kw = self.data[idx], {}
+        if self.labels is not None:  # unlabelled training calls the loss exactly as before
+            kw["labels"] = drop_labels(self.labels[idx], self.p_uncond, self.null_label, self.noise)
         self.net.train()
         with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
-            loss = self.loss_fn(self.net, x0, generator=self.noise)
+            loss = self.loss_fn(self.net, x0, generator=self.noise, **kw)
         both = torch.stack([loss.detach().float(), torch.tensor(float(stop), device=self.device)])
         if self.dist.enabled:
             dist.all_reduce(both)

@@ -14,6 +14,7 @@ from ..metrics.total_variation import tv_to_mixture
 from ..sampling import chunked
 from ._common import UsageError, check_int
 from ._config import build, group_options, load_group
+from ._latent import decoded_data
 from ._model import load_trained
 from ._reference import HeldOut, checkpoint_data
 
@@ -30,7 +31,8 @@ def data_for(checkpoint: Any, data_cfg: Any, explicit: bool = False) -> Any:
     if checkpoint is None or explicit:
         return build(data_cfg, "data")
     trained = load_trained(checkpoint)
-    return checkpoint_data(trained.config, trained.data_transform)
+    data = checkpoint_data(trained.config, trained.data_transform)
+    return decoded_data(trained.config, data, f"checkpoint={str(checkpoint)!r}")  # latent: decoded
 
 
 def score_samples(x: torch.Tensor, data: Any, sde: Any, eps: float, seed: int) -> dict[str, Any]:

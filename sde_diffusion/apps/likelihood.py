@@ -101,7 +101,8 @@ def run(cfg: DictConfig, out_dir: Path, explicit: bool = False) -> dict[str, Any
     wall = time.perf_counter() - start
     logp = torch.cat(logps).cpu().double()
     logp = logp + getattr(data, "log_det", 0.0)  # array data: in the data's units
-    units = getattr(data, "to_data", None)
+    note = getattr(data, "likelihood_note", None)  # a latent checkpoint: the latent likelihood
+    units = None if note else getattr(data, "to_data", None)
     x = units(x) if units else x
     dim = int(x[0].numel())
     nll = (-logp).numpy()
@@ -131,6 +132,8 @@ def run(cfg: DictConfig, out_dir: Path, explicit: bool = False) -> dict[str, Any
         "wall_time_s": wall,
         "time_per_sample_s": wall / num,
     }
+    if note:
+        metrics.update(likelihood_space="latent", likelihood_note=note)
     arrays = {"x": x.cpu().numpy(), "logp": logp.numpy()}
     if hasattr(data, "marginal_log_prob"):  # a mixture: the exact log p_eps(x) is known
         exact = data.marginal_log_prob(x, eps, sde).cpu().double()

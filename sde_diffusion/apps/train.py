@@ -54,6 +54,13 @@ from ._common import (
 )
 from ._config import build, dataset_tensor
 from ._labels import training_labels
+from ._latent import (
+    build_autoencoder,
+    finish_autoencoder,
+    latent_training_data,
+    reconstruction_figure,
+    task_of,
+)
 from ._model import build_score_model, check_fits, fill_model_config, stored_config
 from ._precheck import precheck
 from ._resume import newest_valid, remove_orphans, resume_config
@@ -61,7 +68,7 @@ from ._rundir import run_in_dir
 
 log = logging.getLogger(__name__)
 
-GROUPS = ("sde", "model", "train_data", "train", "solver")
+GROUPS = ("sde", "model", "train_data", "train", "solver", "autoencoder")
 
 
 #: boolean and number options of sde-train, read with the apps' checks (``denoise=no`` is off)
@@ -116,23 +123,37 @@ def run(cfg: DictConfig, out_dir: Path, overrides: Sequence[str] | None = None) 
     dataset = make(cfg.train_data, "train_data")
     data = dataset_tensor(dataset)
     to_unit = getattr(getattr(dataset, "scaler", None), "to_unit", None)  # images -> [0, 1]
+    task = task_of(cfg)  # score | autoencoder
+    latent = latent_training_data(cfg, data, to_unit)  # latent=PATH: scaled latents, cached
+    if latent is not None:
+        data, to_unit = latent[0], latent[1]
     shape = tuple(data.shape[1:])
     if tc.drop_last and tc.batch_size * info.world_size > len(data):
         raise UsageError(
             f"train.batch_size={tc.batch_size} (x {info.world_size} processes) is larger than the "
             f"data set ({len(data)} items) with train.drop_last=true"
         )
-    model_cfg = fill_model_config(cfg.model, shape)
-    labels, p_uncond = training_labels(
-        dataset, model_cfg.get("num_classes"), len(data), tc.get("p_uncond", 0.0)
-    )
     sde = make(cfg.sde, "sde")
-    torch.manual_seed(seed)  # the same initial weights on every rank
-    model = build_score_model(sde, model_cfg, str(cfg.parametrisation), make).to(device)
-    check_fits(model, data[:2].to(device))
-    loss = make(cfg.loss, "loss", sde=sde)
+    if task == "autoencoder":  # the same trainer, checkpoints, logs, resume and signals
+        torch.manual_seed(seed)
+        model, loss, model_cfg = build_autoencoder(cfg, shape, make)
+        labels, p_uncond = None, 0.0
+    else:
+        model_cfg = fill_model_config(cfg.model, shape)
+        labels, p_uncond = training_labels(
+            dataset, model_cfg.get("num_classes"), len(data), tc.get("p_uncond", 0.0)
+        )
+        torch.manual_seed(seed)  # the same initial weights on every rank
+        model = build_score_model(sde, model_cfg, str(cfg.parametrisation), make).to(device)
+        check_fits(model, data[:2].to(device))
+        loss = make(cfg.loss, "loss", sde=sde)
     resolved = OmegaConf.to_container(cfg, resolve=True)
-    resolved["model"] = OmegaConf.to_container(model_cfg)
+    if task == "autoencoder":
+        resolved["autoencoder"]["model"] = OmegaConf.to_container(model_cfg)
+    else:
+        resolved["model"] = OmegaConf.to_container(model_cfg)
+    if latent is not None:  # the autoencoder file: resolved path, sha256 digest, shapes
+        resolved["latent_reference"] = latent[2]
     extra = {"config": OmegaConf.to_yaml(resolved), "data_shape": list(shape)}
     standardiser = getattr(dataset, "standardiser", None)
     if standardiser is not None:  # samples are mapped back to the data's units with it
@@ -183,6 +204,8 @@ def run(cfg: DictConfig, out_dir: Path, overrides: Sequence[str] | None = None) 
 
     def figure(step: int, ema_model: nn.Module, name: str | None = None) -> None:
         path = out_dir / (name or f"figures/samples_{step:08d}.png")
+        if task == "autoencoder":
+            return reconstruction_figure(ema_model, trainer.data, path, f"step {step}", to_unit)
         sample_figure(cfg, sde, solver, ema_model, trainer.data, path, f"step {step}", to_unit)
 
     try:
@@ -203,6 +226,8 @@ def run(cfg: DictConfig, out_dir: Path, overrides: Sequence[str] | None = None) 
     finally:
         if logger is not None:
             logger.close()
+    if task == "autoencoder":  # measured with the final weights, stored in the last checkpoint
+        summary["latent_scale"] = finish_autoencoder(trainer, checkpoints, extra)
     if summary["stopped_by"] == "stop_request":
         signum = request.signum or signal.SIGTERM  # another rank's signal stopped this one
         raise Interrupted(

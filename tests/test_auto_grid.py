@@ -1,0 +1,93 @@
+"""The cached automatic grid (issue 17): tuned once per model and budget, then read back."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+import torch
+
+from sde_diffusion.datasets import eight_gaussians, unequal_mixture
+from sde_diffusion.sampling.auto_grid import auto_grid, mixture_key
+from sde_diffusion.sde import VPSDE
+from solvers import UniPC
+
+# A deliberately tiny budget: this checks the caching, not the tuning's quality (README).
+BUDGET = dict(pilot=64, max_evals=12, reference_steps=40)
+
+
+def _key(mixture) -> str:
+    return mixture_key(mixture)
+
+
+@pytest.fixture
+def setup():
+    sde, data = VPSDE(), eight_gaussians(dtype=torch.float64)
+    return sde, data, data.score_fn(sde), UniPC()
+
+
+def test_tunes_once_then_reads_the_cache(setup, tmp_path) -> None:
+    sde, data, score, solver = setup
+    first = auto_grid(sde, score, solver, 5, (2,), model_key=_key(data), cache_dir=tmp_path,
+                      **BUDGET)  # fmt: skip
+    assert not first.cached and first.nfe > 0 and first.path.is_file()
+    record = json.loads(first.path.read_text())
+    assert record["levels"] == list(first.levels) and record["described"]["steps"] == 5
+
+    def no_score(x, t):  # a cache hit must not evaluate the model at all
+        raise AssertionError("the score was evaluated on a cache hit")
+
+    second = auto_grid(sde, no_score, solver, 5, (2,), model_key=_key(data), cache_dir=tmp_path,
+                       **BUDGET)  # fmt: skip
+    assert second.cached and second.nfe == 0 and second.levels == first.levels
+    # the tuned grid is a grid of this solver's step count, strictly inside the ends
+    t = second.grid(sde.T, sde.eps, 5, noise_level=sde.noise_level)
+    assert t.shape == (6,) and bool((t[1:] < t[:-1]).all())
+
+
+def test_key_separates_models_budgets_and_steps(setup, tmp_path) -> None:
+    sde, data, score, solver = setup
+    other = unequal_mixture(dtype=torch.float64)
+    assert _key(data) != _key(other)
+    a = auto_grid(sde, score, solver, 5, (2,), model_key=_key(data), cache_dir=tmp_path, **BUDGET)
+    b = auto_grid(sde, other.score_fn(sde), solver, 5, (2,), model_key=_key(other),
+                  cache_dir=tmp_path, **BUDGET)  # fmt: skip
+    c = auto_grid(sde, score, solver, 6, (2,), model_key=_key(data), cache_dir=tmp_path, **BUDGET)
+    d = auto_grid(sde, score, solver, 5, (2,), model_key=_key(data), cache_dir=tmp_path,
+                  **{**BUDGET, "max_evals": 13})  # fmt: skip
+    assert len({a.path, b.path, c.path, d.path}) == 4
+    assert not any(g.cached for g in (a, b, c, d))
+
+
+def test_a_corrupt_cache_is_retuned_with_a_warning(setup, tmp_path, caplog) -> None:
+    sde, data, score, solver = setup
+    first = auto_grid(sde, score, solver, 5, (2,), model_key=_key(data), cache_dir=tmp_path,
+                      **BUDGET)  # fmt: skip
+    record = json.loads(first.path.read_text())
+    record["levels"] = [1.0, 2.0, 0.5]  # not decreasing: not a grid
+    first.path.write_text(json.dumps(record))
+    with caplog.at_level(logging.WARNING):
+        again = auto_grid(sde, score, solver, 5, (2,), model_key=_key(data), cache_dir=tmp_path,
+                          **BUDGET)  # fmt: skip
+    assert not again.cached and "unreadable grid cache" in caplog.text
+    assert again.levels == first.levels  # same pilot, same search: same result
+    first.path.write_text("{ not json")
+    assert not auto_grid(sde, score, solver, 5, (2,), model_key=_key(data), cache_dir=tmp_path,
+                         **BUDGET).cached  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"model_key": ""}, "model_key"),
+        ({"pilot": 1}, "pilot"),
+        ({"max_evals": 0}, "max_evals"),
+        ({"reference_steps": 5}, "reference_steps"),
+    ],
+)
+def test_bad_budget_is_refused(setup, tmp_path, kwargs, match) -> None:
+    sde, data, score, solver = setup
+    args = {"model_key": "k", "cache_dir": tmp_path, **BUDGET, **kwargs}
+    with pytest.raises(ValueError, match=match):
+        auto_grid(sde, score, solver, 5, (2,), **args)

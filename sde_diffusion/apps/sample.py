@@ -32,6 +32,7 @@ from ._common import (
     resolve_dtype,
     set_threads,
 )
+from ._guided import guided_score, tilted_metrics
 from ._job import (
     build,
     check_eps,
@@ -75,6 +76,7 @@ def run(
     sde = sde_for(cfg.checkpoint, sde)  # a checkpoint samples with the SDE it was trained with
     eps = check_eps(cfg.eps, sde)
     score = score_for(cfg.checkpoint, sde, data)
+    score, target, guided = guided_score(cfg, cfg.checkpoint, sde, data, score)  # label=, guidance=
     x, metrics = sample_job(
         sde,
         solver,
@@ -96,14 +98,15 @@ def run(
         return metrics
     units = getattr(data, "to_data", None)  # array data: back to the data's units
     atomic_write_npz(out_dir / "samples.npz", x=(units(x) if units else x).cpu().numpy())
-    metrics.update(score_samples(x, data, sde, eps, seed), dtype=str(cfg.dtype))
+    metrics.update(score_samples(x, target, sde, eps, seed), dtype=str(cfg.dtype))
+    metrics.update(guided, **tilted_metrics(x, data, target, guided, sde, eps))
     metrics.update(sde_class=metrics["sde"], solver_class=metrics["solver"], **(names or {}))
     if cfg.checkpoint is not None:  # the checkpoint's SDE, whatever sde= chose
         metrics["sde"] = sde_config_name(sde)
     if figure and isinstance(data, HeldOut):
         held_out_figure(x, data, metrics, out_dir / "samples.png")
     elif figure and data.dim <= 2:
-        _figure(x, data.at(eps, sde), metrics, out_dir / "samples.png")
+        _figure(x, target.at(eps, sde), metrics, out_dir / "samples.png")
     atomic_write_json(out_dir / "metrics.json", metrics)
     log.info(
         "%s + %s: nfe=%d, %.2f s, sliced W2=%.4f%s%s",

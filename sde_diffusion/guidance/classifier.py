@@ -101,7 +101,7 @@ class ClassifierLoss:
 
 def load_classifier(path: str | Path, ema: bool = True) -> NoiseClassifier:
     """The classifier a ``sde-train-classifier`` checkpoint holds, rebuilt from the allow-list
-    of ``conf/classifier`` and ``conf/sde`` (never ``instantiate``), EMA weights by default."""
+    of ``conf/classifier_net`` and ``conf/sde`` (never ``instantiate``), EMA weights by default."""
     path = Path(str(path))
     state = load_checkpoint(path)
     require(state, ("config", "step", "num_classes", "ema" if ema else "model"), path)
@@ -109,11 +109,11 @@ def load_classifier(path: str | Path, ema: bool = True) -> NoiseClassifier:
         cfg = yaml.safe_load(state["config"])
     except (yaml.YAMLError, AttributeError) as err:
         raise CheckpointError(f"checkpoint {str(path)!r}: its config is not valid YAML") from err
-    if not isinstance(cfg, dict) or "classifier" not in cfg or "sde" not in cfg:
+    if not isinstance(cfg, dict) or "classifier_net" not in cfg or "sde" not in cfg:
         raise CheckpointError(f"checkpoint {str(path)!r} is not a classifier checkpoint")
     check_plain(cfg, "config")
     model = NoiseClassifier(
-        rebuild(cfg["classifier"], "classifier"),
+        rebuild(cfg["classifier_net"], "classifier_net"),
         rebuild(cfg["sde"], "sde"),
         int(state["num_classes"]),
     )
@@ -122,3 +122,24 @@ def load_classifier(path: str | Path, ema: bool = True) -> NoiseClassifier:
         weights = {k[7:]: v for k, v in state["ema"].items() if k.startswith("module.")}
     load_weights(model, weights, f"checkpoint {str(path)!r}: the weights")
     return model.eval().requires_grad_(False)
+
+
+def classifier_tv(
+    classifier: Any,
+    reference: Any,
+    mixture: Any,
+    sde: Any,
+    t: float,
+    n: int = 4096,
+    seed: int = 0,
+) -> float:
+    """E_{x ~ p_t} 1/2 sum_c |p_t(c | x) - q_t(c | x)|: the mean total variation between the
+    class probabilities of two classifiers (e.g. a trained one and the
+    :class:`ExactClassifier`) on n draws of the noised data p_t = ``mixture`` diffused to t."""
+    gen = torch.Generator().manual_seed(seed)
+    x = mixture.at(t, sde).sample(n, gen, dtype=torch.float64)
+    tt = torch.full((n,), float(t), dtype=torch.float64)
+    with torch.no_grad():
+        p = classifier.log_probs(x.float(), tt.float()).double().exp()
+        q = reference.log_probs(x, tt).exp()
+    return float(0.5 * (p - q).abs().sum(1).mean())

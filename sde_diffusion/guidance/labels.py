@@ -46,9 +46,7 @@ def check_label(label: object, num_classes: int, what: str = "label") -> int:
     if isinstance(label, bool) or not isinstance(label, (int, np.integer)):
         raise ValueError(f"{what} must be an integer class, got {label!r}")
     if not 0 <= int(label) < num_classes:
-        raise ValueError(
-            f"{what}={label} is out of range: this model has classes 0 .. {num_classes - 1}"
-        )
+        raise ValueError(f"{what}={label} is out of range: the classes are 0 .. {num_classes - 1}")
     return int(label)
 
 

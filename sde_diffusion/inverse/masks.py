@@ -89,4 +89,9 @@ def make_mask(spec: str, event_shape: Sequence[int], seed: int = 0) -> Tensor:
         raise ValueError(f"mask must be one of {', '.join(NAMED)} or a file, got {spec!r}")
     if spec in NAMED:
         return named_mask(spec, event_shape, seed)
+    if not Path(spec).is_file():
+        raise ValueError(
+            f"mask={spec!r} is not a named mask; choose one of {', '.join(NAMED)}, or give an "
+            ".npy/.npz/image file that exists"
+        )
     return read_mask(spec, event_shape)

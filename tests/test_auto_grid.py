@@ -91,3 +91,32 @@ def test_bad_budget_is_refused(setup, tmp_path, kwargs, match) -> None:
     args = {"model_key": "k", "cache_dir": tmp_path, **BUDGET, **kwargs}
     with pytest.raises(ValueError, match=match):
         auto_grid(sde, score, solver, 5, (2,), **args)
+
+
+def test_sde_sample_auto_grid_tunes_then_reuses(tmp_path, monkeypatch) -> None:
+    """``sde-sample auto_grid=true``: the first run tunes and says so in metrics.json, the
+    second reads the cache and gives the same samples; a stochastic solver is refused."""
+    import numpy as np
+
+    from sde_diffusion.apps._common import UsageError
+    from sde_diffusion.apps.sample import run
+    from sde_diffusion.config import compose
+
+    monkeypatch.setenv("SDE_DIFFUSION_CACHE", str(tmp_path / "cache"))
+    args = ["solver=unipc", "steps=5", "num_samples=500", "progress=false", "figure=false",
+            "auto_grid=true", "auto_grid_budget={pilot: 64, max_evals: 12}"]  # fmt: skip
+    first = run(compose("sample", args), tmp_path)
+    assert first["auto_grid"]["cached"] is False and first["auto_grid"]["nfe_per_pilot_draw"] > 0
+    x1 = np.load(tmp_path / "samples.npz")["x"]
+    (tmp_path / "again").mkdir()
+    second = run(compose("sample", args), tmp_path / "again")
+    assert second["auto_grid"]["cached"] is True
+    assert second["auto_grid"]["levels"] == first["auto_grid"]["levels"]
+    np.testing.assert_array_equal(np.load(tmp_path / "again" / "samples.npz")["x"], x1)
+    # a labelled, guided score is another score: another cache entry
+    guided = run(compose("sample", [*args, "label=1"]), tmp_path / "again")
+    assert guided["auto_grid"]["cached"] is False
+    with pytest.raises(UsageError, match="fixed-step deterministic"):
+        run(compose("sample", [*args, "solver=euler_maruyama"]), tmp_path / "again")
+    with pytest.raises(UsageError, match="auto_grid_budget.pilot"):
+        run(compose("sample", [*args, "auto_grid_budget.pilot=4"]), tmp_path / "again")

@@ -22,6 +22,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from ..training.distributed import cleanup_distributed, init_distributed
+from ._auto_grid import tuned_solver
 from ._common import (
     atomic_save,
     atomic_write_json,
@@ -77,6 +78,7 @@ def run(
     eps = check_eps(cfg.eps, sde)
     score = score_for(cfg.checkpoint, sde, data)
     score, target, guided = guided_score(cfg, cfg.checkpoint, sde, data, score)  # label=, guidance=
+    solver, tuning = tuned_solver(cfg, sde, solver, score, data, eps, device, progress)
     x, metrics = sample_job(
         sde,
         solver,
@@ -99,6 +101,7 @@ def run(
     units = getattr(data, "to_data", None)  # array data: back to the data's units
     atomic_write_npz(out_dir / "samples.npz", x=(units(x) if units else x).cpu().numpy())
     metrics.update(score_samples(x, target, sde, eps, seed), dtype=str(cfg.dtype))
+    metrics.update(tuning)
     metrics.update(guided, **tilted_metrics(x, data, target, guided, sde, eps))
     metrics.update(sde_class=metrics["sde"], solver_class=metrics["solver"], **(names or {}))
     if cfg.checkpoint is not None:  # the checkpoint's SDE, whatever sde= chose

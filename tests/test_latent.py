@@ -290,3 +290,20 @@ def test_latent_likelihood_is_labelled(latent_run, tmp_path):
     assert metrics["likelihood_space"] == "latent" and metrics["dim"] == 32
     assert "does not bound log p(x)" in metrics["likelihood_note"]
     assert json.loads((tmp_path / "metrics.json").read_text())["likelihood_space"] == "latent"
+
+
+def test_compare_app_scores_a_latent_checkpoint_on_decoded_images(latent_run, tmp_path):
+    import csv
+    import os
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "sde_diffusion.apps.compare", f"checkpoint={latent_run[1]}",
+           "solvers=[ode_euler]", "steps=[4]", "num_samples=130", "batch_size=130",
+           "progress=false", f"hydra.run.dir={tmp_path}"]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (row,) = csv.DictReader((tmp_path / "results.csv").open())
+    assert row["status"] == "ok" and row["space"] == "latent (scored decoded)"
+    assert float(row["fd"]) > float(row["fd_floor"]) > 0

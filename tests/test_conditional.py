@@ -329,7 +329,7 @@ def test_sample_app_on_conditional_and_unconditional_checkpoints(tmp_path):
     uncond = next((tmp_path / "u" / "checkpoints").iterdir())
     m = _sample(tmp_path / "s1", f"checkpoint={cond}", "label=2", "guidance=1.5")
     assert m["label"] == 2 and m["guidance"] == 1.5 and m["guidance_kind"] == "classifier-free"
-    assert m["reference"] == "the exact p(x | y)" and math.isfinite(m["tv"])
+    assert m["label_reference"] == "the exact p(x | y)" and math.isfinite(m["tv"])
     with pytest.raises(UsageError, match="is unconditional"):
         _sample(tmp_path / "s2", f"checkpoint={uncond}", "label=2")
     with pytest.raises(UsageError, match=r"the classes are 0 \.\. 7"):

@@ -116,7 +116,9 @@ def guided_score(
             target = class_conditional(mixture, labels, label)
         except ValueError as err:
             raise UsageError(f"label={label}: {err}") from err
-        info["reference"] = "the exact p(x | y)"
+        info["label_reference"] = "the exact p(x | y)"
+    else:  # held-out data carries no labels here: the metrics compare with every class
+        info["label_reference"] = "held-out data of all classes (not only this label)"
     return guided, target, info
 
 

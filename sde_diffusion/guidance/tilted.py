@@ -52,6 +52,14 @@ class GridDensity:
         floor = tv_noise_floor(masses, n)
         return TVResult(tv=tv, floor=floor, ratio=tv / floor if floor > 0 else math.inf)
 
+    def moments(self) -> tuple[Tensor, Tensor]:
+        """Mean ``(D,)`` and covariance ``(D, D)`` of the grid density (cell centres)."""
+        centres = [(e[1:] + e[:-1]) / 2 for e in self.edges]
+        x = torch.stack([g.reshape(-1) for g in torch.meshgrid(*centres, indexing="ij")], 1)
+        p = self.masses.reshape(-1)
+        mean = p @ x
+        return mean, (x - mean).T @ ((x - mean) * p[:, None])
+
 
 def _log_density(mixture: GaussianMixture, x: Tensor, t: float | None, sde: Any) -> Tensor:
     if t is None:
@@ -128,7 +136,8 @@ def cfg_against_exact(
     The guided score is :func:`cfg_score` of the exact s(x, t | y) (of
     :func:`class_conditional`) and the exact s(x, t) of ``mixture``; ``solver`` runs it for
     ``steps`` steps from ``seed``. Returns ``tv_tilted``, ``floor_tilted``, ``tv_cond``,
-    ``floor_cond`` and the fraction of samples nearest a component of class ``label``.
+    ``floor_cond``, the fraction of samples nearest a component of class ``label``
+    (``in_class``), and the spread sqrt(trace Cov) of the samples and of q_w.
     """
     from ..sampling import sample
 
@@ -151,5 +160,7 @@ def cfg_against_exact(
         "tv_cond": exact.tv,
         "floor_cond": exact.floor,
         "in_class": float((lab[nearest] == label).double().mean()),
+        "spread": float(torch.cov(x.x.T).reshape(mixture.dim, -1).trace().sqrt()),
+        "spread_tilted": float(q.moments()[1].trace().sqrt()),
         "nfe": int(x.nfe),
     }

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .embedding import check_condition, make_embedding
+from .embedding import check_condition, noise_embedding
 from .unet import ResBlock, _ints, _norm
 
 
@@ -52,12 +52,7 @@ class ImageClassifier(nn.Module):
             )
         self.in_channels, self.resolution, self.num_classes = in_channels, resolution, num_classes
         temb = 4 * ch
-        self.embed = nn.Sequential(
-            make_embedding(embedding, ch, 16.0),
-            nn.Linear(ch, temb),
-            nn.SiLU(),
-            nn.Linear(temb, temb),
-        )
+        self.embed = noise_embedding(embedding, ch, temb)
         self.conv_in = nn.Conv2d(in_channels, ch, 3, padding=1)
         self.blocks = nn.ModuleList()
         c = ch

@@ -67,6 +67,19 @@ def make_embedding(kind: str, embed_dim: int, fourier_scale: float = 16.0) -> nn
     raise ValueError(f"embedding must be one of {EMBEDDINGS}, got {kind!r}")
 
 
+def noise_embedding(
+    kind: str, embed_dim: int, out_dim: int, fourier_scale: float = 16.0
+) -> nn.Sequential:
+    """c -> Linear(SiLU(Linear(embedding(c)))): the noise embedding of the networks, ``out_dim``
+    wide (DDPM's time-embedding MLP; Ho et al., 2020, App. B)."""
+    return nn.Sequential(
+        make_embedding(kind, embed_dim, fourier_scale),
+        nn.Linear(embed_dim, out_dim),
+        nn.SiLU(),
+        nn.Linear(out_dim, out_dim),
+    )
+
+
 def check_condition(c: Tensor, batch: int) -> Tensor:
     """Return c of shape (B,), expanding a scalar; refuse other shapes."""
     if c.ndim == 0:

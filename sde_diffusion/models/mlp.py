@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from .embedding import check_condition, label_embedding, make_embedding, no_labels
+from .embedding import check_condition, label_embedding, no_labels, noise_embedding
 
 
 def _positive_int(name: str, value: int) -> int:
@@ -64,12 +64,7 @@ class MLP(nn.Module):
         self.out_dim = self.dim if out_dim is None else _positive_int("out_dim", out_dim)
         _positive_int("hidden", hidden)
         _positive_int("depth", depth)
-        self.embed = nn.Sequential(
-            make_embedding(embedding, embed_dim, fourier_scale),
-            nn.Linear(embed_dim, hidden),
-            nn.SiLU(),
-            nn.Linear(hidden, hidden),
-        )
+        self.embed = noise_embedding(embedding, embed_dim, hidden, fourier_scale)
         self.inp = nn.Linear(self.dim, hidden)
         self.blocks = nn.ModuleList(_Block(hidden, hidden) for _ in range(depth))
         self.out = nn.Sequential(nn.LayerNorm(hidden), nn.SiLU(), nn.Linear(hidden, self.out_dim))

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .embedding import check_condition, label_embedding, make_embedding, no_labels
+from .embedding import check_condition, label_embedding, no_labels, noise_embedding
 
 _SKIP_SCALE = 1 / math.sqrt(2)
 
@@ -147,12 +147,7 @@ class UNet(nn.Module):
         embed_dim = ch if embed_dim is None else embed_dim
         self.in_channels, self.resolution = in_channels, resolution
         temb_dim = 4 * ch
-        self.embed = nn.Sequential(
-            make_embedding(embedding, embed_dim, 16.0),
-            nn.Linear(embed_dim, temb_dim),
-            nn.SiLU(),
-            nn.Linear(temb_dim, temb_dim),
-        )
+        self.embed = noise_embedding(embedding, embed_dim, temb_dim)
         self.conv_in = nn.Conv2d(in_channels, ch, 3, padding=1)
         self.down = nn.ModuleList()
         skips, c = [ch], ch

@@ -96,7 +96,7 @@ def latent_training_data(
     except UsageError as err:
         raise UsageError(
             f"latent={path!r} gives latents of shape {codec.latent_shape}, which the model "
-            f"config does not fit: {err} (model=unet_latent takes the shape from the latents)"
+            f"config does not fit: {err}"
         ) from err
     latents = encode_cached(codec, data)
     log.info("training on %s latents of %s (cache: %s)", codec.latent_shape, path, cache_dir())

@@ -10,10 +10,12 @@ so p(x_0 | y) is the reverse chain's law tilted by the Gaussian potential
 N(alpha c_i; (V^T x_{t_i})_i, alpha^2 nu_i^2 - sigma^2), with t_i the first grid time at or
 below that noise level (the end time eps for a noiseless coordinate, pinned there). Before
 t_i the particles carry the twist N(alpha_t c_i; (V^T x_t)_i, sigma_t^2 + alpha_t^2 nu_i^2)
-(the likelihood of c under a flat prior). Each step proposes from the DDPM posterior kernel
-N(a x_t + b x0_hat, k^2 I) (Ho et al., 2020, Eq. 7, from the marginals only) times the next
-potential, which is Gaussian in closed form, and weighs each particle by that product's
-mass over its previous twist; groups of ``particles`` resample when their effective sample
+(the likelihood of c under a flat prior). Each step proposes from the reverse kernel
+N((x_t + v s(x_t, t)) / a, k^2 I) (the DDPM posterior mean, Ho et al., 2020, Eq. 7, from the
+marginals only; k^2 the midpoint of v / a^2 and v sigma_s^2 / sigma_t^2, as in
+:func:`solvers.predictors.step_variance`) times the next potential, which is Gaussian in
+closed form, and weighs each particle by that product's mass over its previous twist; groups
+of ``particles`` resample when their effective sample
 size falls below ``ess`` x particles (multinomial, on the device, no host read), and each
 group returns one particle drawn by weight. The error goes to 0 as particles grow (for the
 chain on the grid) and as steps grow (for the chain itself). NFE per sample = steps x particles.
@@ -28,7 +30,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from solvers.grids import UniformGrid
+from solvers.grids import QuadraticGrid
 
 from ...sampling.driver import SampleResult
 from ..base import Operator
@@ -60,12 +62,23 @@ class SMC(InverseMethod):
     Args:
         particles: particles per returned sample, >= 1 (1: the twisted proposal alone).
         ess: resample a group when its effective sample size < ess x particles, in [0, 1].
+        variance: the kernel's variance, ``"midpoint"`` or ``"posterior"`` (v sigma_s^2 /
+            sigma_t^2, too small for data wider than a point: in 64-D the radius KS was 24x
+            its floor at 100 steps, against 3.6x with the midpoint).
+        grid: the time grid (default :class:`solvers.grids.QuadraticGrid`, dense near eps: the
+            64-D radius KS fell from 3.6x to 1.0x its floor at 100 steps against uniform).
     """
 
     supports = "own"
 
-    def __init__(self, particles: int = 16, ess: float = 0.5) -> None:
+    def __init__(
+        self, particles: int = 16, ess: float = 0.5, variance: str = "midpoint", grid: Any = None
+    ) -> None:
+        self.grid = grid
         self.particles = check_count("SMC particles", particles)
+        if variance not in ("midpoint", "posterior"):
+            raise ValueError(f"SMC variance must be midpoint or posterior, got {variance!r}")
+        self.variance = variance
         self.ess = check_number("SMC ess", ess, 0.0)
         if self.ess > 1:
             raise ValueError(f"SMC ess must lie in [0, 1], got {ess!r}")
@@ -94,15 +107,16 @@ class SMC(InverseMethod):
         y = observation(op, y, event, n)
         spec = spectral(op, y, event)
         r = spec.rank
-        grid = UniformGrid()(sde.T, eps, steps)
+        grid = (self.grid or QuadraticGrid())(sde.T, eps, steps, noise_level=sde.noise_level)
         alpha, sigma = (v.to(torch.float64) for v in sde.marginal(grid))
         var, twist = potential_table(alpha, sigma, spec.nu)
-        # DDPM posterior kernel q(x_{t'} | x_t, x0_hat) = N(a x_t + b x0_hat, k2 I), per step
+        # reverse kernel N(a x_t + b x0_hat, k2 I) per step: the DDPM posterior mean
         ratio = alpha[:-1] / alpha[1:]
         s2 = sigma[:-1] ** 2 - ratio**2 * sigma[1:] ** 2
         a = (ratio * sigma[1:] ** 2 / sigma[:-1] ** 2).tolist()
         b = (alpha[1:] * s2 / sigma[:-1] ** 2).tolist()
-        k2 = (s2 * sigma[1:] ** 2 / sigma[:-1] ** 2).tolist()
+        k2_post = s2 * sigma[1:] ** 2 / sigma[:-1] ** 2  # exact for a point mass: too small
+        k2 = (k2_post if self.variance == "posterior" else 0.5 * (k2_post + s2 / ratio**2)).tolist()
 
         x = sde.prior_sample((n * K, *event), generator=generator, device=device, dtype=dtype)
         c = like(spec.c, x).repeat_interleave(K, 0) if spec.c.shape[0] > 1 else like(spec.c, x)
@@ -159,4 +173,4 @@ class SMC(InverseMethod):
         return x[flat], z[flat], torch.where(low[:, None], torch.zeros_like(lw), lw)
 
     def __repr__(self) -> str:
-        return f"SMC(particles={self.particles}, ess={self.ess})"
+        return f"SMC(particles={self.particles}, ess={self.ess}, variance={self.variance!r})"

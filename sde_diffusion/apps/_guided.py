@@ -122,6 +122,44 @@ def guided_score(
     return guided, target, info
 
 
+def label_metrics(
+    x: Any, data: Any, target: Any, info: dict[str, Any], sde: Any, eps: float, checkpoint: Any
+) -> dict[str, float]:
+    """What ``metrics.json`` adds for ``label=``: :func:`tilted_metrics` for mixtures and
+    :func:`digits_label_metrics` for a checkpoint trained on the digits."""
+    return {
+        **tilted_metrics(x, data, target, info, sde, eps),
+        **digits_label_metrics(x, checkpoint, info),
+    }
+
+
+def digits_label_metrics(x: Any, checkpoint: Any, info: dict[str, Any]) -> dict[str, float]:
+    """For a checkpoint trained on the digits: the fraction of the samples that the bundled
+    digits CNN (:func:`~sde_diffusion.metrics.digits_features`) classifies as the label
+    (``label_accuracy``), beside the same for the held-out digits of that class
+    (``label_accuracy_real``: the CNN's own accuracy there)."""
+    if "label" not in info or checkpoint is None or tuple(x.shape[1:]) != (1, 8, 8):
+        return {}
+    node = load_trained(checkpoint).config.get("train_data") or {}
+    if not str(node.get("_target_", "")).endswith("DigitsDataset"):
+        return {}
+    import torch
+
+    from ..metrics import digits_features
+    from ..training.rebuild import rebuild
+
+    net, _ = digits_features()
+    test = rebuild({**node, "split": "test"}, "train_data")
+    k = info["label"]
+    with torch.no_grad():
+        acc = net.logits(x.clamp(-1, 1).float()).argmax(1) == k
+        acc_real = net.logits(test.data[test.labels == k].float()).argmax(1) == k
+    return {
+        "label_accuracy": float(acc.float().mean()),
+        "label_accuracy_real": float(acc_real.float().mean()),
+    }
+
+
 def tilted_metrics(
     x: Any, mixture: Any, target: Any, info: dict[str, Any], sde: Any, eps: float
 ) -> dict[str, float]:

@@ -33,7 +33,7 @@ from ._common import (
     resolve_dtype,
     set_threads,
 )
-from ._guided import guided_score, tilted_metrics
+from ._guided import guided_score, label_metrics
 from ._job import (
     build,
     check_eps,
@@ -102,7 +102,7 @@ def run(
     atomic_write_npz(out_dir / "samples.npz", x=(units(x) if units else x).cpu().numpy())
     metrics.update(score_samples(x, target, sde, eps, seed), dtype=str(cfg.dtype))
     metrics.update(tuning)
-    metrics.update(guided, **tilted_metrics(x, data, target, guided, sde, eps))
+    metrics.update(guided, **label_metrics(x, data, target, guided, sde, eps, cfg.checkpoint))
     metrics.update(sde_class=metrics["sde"], solver_class=metrics["solver"], **(names or {}))
     if cfg.checkpoint is not None:  # the checkpoint's SDE, whatever sde= chose
         metrics["sde"] = sde_config_name(sde)

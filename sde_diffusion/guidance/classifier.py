@@ -52,9 +52,14 @@ class NoiseClassifier(nn.Module):
         self.sigma_data = float(sigma_data)
 
     def forward(self, x: Tensor, t: Tensor | float) -> Tensor:
-        """Logits ``(B, num_classes)``; t scalar or ``(B,)``."""
-        alpha, sigma, _ = marginal_at(self.sde, x, t)
-        return self.net(*network_inputs(x, alpha, sigma, self.sigma_data))
+        """Logits ``(B, num_classes)`` in x's dtype; t scalar or ``(B,)``. The network runs in
+        its own dtype, and moves to x's device on first use."""
+        p = next(self.net.parameters())
+        if p.device != x.device:
+            self.to(x.device)
+        xp = x.to(p.dtype)
+        alpha, sigma, _ = marginal_at(self.sde, xp, torch.as_tensor(t, device=x.device))
+        return self.net(*network_inputs(xp, alpha, sigma, self.sigma_data)).to(x.dtype)
 
     def log_probs(self, x: Tensor, t: Tensor | float) -> Tensor:
         """log p_t(c | x) for every class, ``(B, num_classes)``."""

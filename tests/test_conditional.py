@@ -74,6 +74,18 @@ def test_exact_classifier_guidance_at_scale_one_is_the_exact_conditional_score()
         assert torch.allclose(guided(x, tt), want, atol=1e-10)
 
 
+def test_classifier_guidance_interval_is_per_sample():
+    sde, mix = VPSDE(), overlapping()
+    log_prob = ExactClassifier(mix, LABELS, sde).log_prob_fn(1)
+    plain = classifier_guided_score(mix.score_fn(sde), log_prob, 2.0)
+    gated = classifier_guided_score(mix.score_fn(sde), log_prob, 2.0, t_interval=(0.2, 0.5))
+    x = torch.randn(4, 2, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    t = torch.tensor([0.1, 0.3, 0.5, 0.7], dtype=torch.float64)
+    got, want = gated(x, t), plain(x, t)
+    assert torch.equal(got[1:3], want[1:3])  # inside: the guided score, bit for bit
+    assert torch.equal(got[[0, 3]], mix.score(x, t, sde)[[0, 3]])  # outside: s(x, t)
+
+
 # ---------------------------------------------------------------- conditional networks
 def test_unconditional_networks_keep_their_weights_and_keys():
     torch.manual_seed(0)

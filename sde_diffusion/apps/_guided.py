@@ -82,11 +82,14 @@ def guided_score(
     if clf is not None:
         from ..guidance.classifier import load_classifier
 
-        if interval is not None:
-            raise UsageError("guidance_interval applies to classifier-free guidance only")
         classifier = load_classifier(clf)
         label = _label(label, classifier.n_classes, f"classifier={clf}")
-        guided = classifier_guided_score(score, classifier.log_prob_fn(label), 1.0 + w)
+        log_prob = classifier.log_prob_fn(label)
+        if interval is None:
+            guided = classifier_guided_score(score, log_prob, 1.0 + w)
+        else:  # s(x) + grad log p_t(y|x) outside the interval, as CFG keeps s(x|y) there
+            cond = classifier_guided_score(score, log_prob, 1.0)
+            guided = classifier_guided_score(cond, log_prob, w, interval)
         info["guidance_kind"] = "classifier"
     elif checkpoint is not None:
         trained = load_trained(checkpoint)

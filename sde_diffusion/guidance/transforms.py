@@ -39,6 +39,17 @@ def _interval(t_interval: Sequence[float] | None) -> tuple[float, float] | None:
     return lo, hi
 
 
+def _gate(scale: float, interval: tuple[float, float] | None, x: Tensor, t: Tensor) -> Tensor:
+    """``scale`` where interval[0] <= t <= interval[1], else 0, broadcast against x (per
+    sample, by ``torch.where``: no host sync); the plain scale without an interval."""
+    if interval is None:
+        return torch.as_tensor(scale, dtype=x.dtype, device=x.device)
+    tt = torch.as_tensor(t, device=x.device)
+    inside = (tt >= interval[0]) & (tt <= interval[1])
+    gate = torch.where(inside, scale, 0.0).to(x.dtype)
+    return append_dims(gate.expand(x.shape[0]) if gate.ndim == 0 else gate, x.ndim)
+
+
 def cfg_score(
     cond_score: ScoreFn,
     uncond_score: ScoreFn,
@@ -64,17 +75,16 @@ def cfg_score(
         diff = cond - uncond_score(x, t)
         if interval is None:
             return cond + w * diff
-        tt = torch.as_tensor(t, device=x.device)
-        inside = (tt >= interval[0]) & (tt <= interval[1])
-        scale = torch.where(inside, w, 0.0).to(x.dtype)
-        scale = append_dims(scale.expand(x.shape[0]) if scale.ndim == 0 else scale, x.ndim)
-        return cond + scale * diff
+        return cond + _gate(w, interval, x, t) * diff
 
     return score_fn
 
 
 def classifier_guided_score(
-    score: ScoreFn, log_prob_classifier: LogProbFn, scale: float = 1.0
+    score: ScoreFn,
+    log_prob_classifier: LogProbFn,
+    scale: float = 1.0,
+    t_interval: Sequence[float] | None = None,
 ) -> ScoreFn:
     """s(x, t) + scale * grad_x log p_t(y | x); Song et al. (2021), Eq. 14; Dhariwal & Nichol
     (2021), Alg. 1.
@@ -84,16 +94,21 @@ def classifier_guided_score(
         log_prob_classifier: ``(x, t) -> (B,)``, log p_t(y | x) of the target label(s), e.g.
             :meth:`ExactClassifier.log_prob_fn` or a noise-conditional classifier network.
         scale: the guidance scale (1: the exact conditional score when both parts are exact).
+        t_interval: ``(t_lo, t_hi)``: guide only there, elsewhere s(x, t) (as in
+            :func:`cfg_score`); the gradient is still computed, and multiplied by 0.
 
     The gradient is taken by autograd inside ``torch.enable_grad()``, since sampling runs
     under ``no_grad``; the result is detached.
     """
     scale = _scale("guidance scale", scale)
+    interval = _interval(t_interval)
 
     def score_fn(x: Tensor, t: Tensor) -> Tensor:
         with torch.enable_grad():
             xg = x.detach().requires_grad_(True)
             (grad,) = torch.autograd.grad(log_prob_classifier(xg, t).sum(), xg)
-        return score(x, t) + scale * grad.detach()
+        if interval is None:
+            return score(x, t) + scale * grad.detach()
+        return score(x, t) + _gate(scale, interval, x, t) * grad.detach()
 
     return score_fn

@@ -37,6 +37,7 @@ from sde_diffusion.parametrisation import ScoreModel
 from sde_diffusion.sampling import sample
 from sde_diffusion.sde import VPSDE
 from sde_diffusion.training import Trainer
+from sde_diffusion.training.rebuild import UnsafeConfigError
 
 #: a labelled 2-D mixture whose two classes overlap (components 0, 1 -> class 0; 2, 3 -> 1)
 MEANS = [[-1.5, 0.0], [1.5, 0.0], [0.0, 1.5], [0.0, -1.5]]
@@ -371,6 +372,11 @@ def test_classifier_app_and_classifier_guided_sampling(tmp_path):
     assert set(summary["tv_to_exact"]) == {0.1, 0.3, 0.6} and summary["num_classes"] == 8
     clf = load_classifier(summary["checkpoint"])
     assert clf.n_classes == 8
+    state = torch.load(summary["checkpoint"], weights_only=True)  # a file's config is data:
+    state["config"] = state["config"].replace("sde_diffusion.models.MLP", "os.system")
+    torch.save(state, tmp_path / "evil.pt")
+    with pytest.raises(UnsafeConfigError, match="'os.system' is not an allowed class"):
+        load_classifier(tmp_path / "evil.pt")
     m = _sample(tmp_path / "s", f"classifier={summary['checkpoint']}", "label=4")
     assert m["guidance_kind"] == "classifier" and m["label"] == 4
     assert m["tv"] < 3 * m["tv_floor"]  # 300 steps on 4000 points: roughly p(x | y = 4)

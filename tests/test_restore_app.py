@@ -35,6 +35,7 @@ def test_inpainting_a_mixture_writes_what_it_claims(tmp_path):
     assert x.shape == (400, 2) and y.shape == (1,) and truth.shape == (2,)
     assert np.abs(x[:, 1] - y[0]).max() < 0.05  # pinned at alpha_eps y
     assert metrics["nfe"] == 40 * 16 and metrics["method_class"].startswith("SMC")
+    assert metrics["solver_class"] is None and "tv" not in metrics  # noiseless: no 2-D density
     assert metrics["posterior_mean_rms_error"] < 4 * metrics["posterior_rms_std"] / 400**0.5
     assert np.abs(mean[1] - y[0]) < 1e-6
     assert (out / "restore.png").stat().st_size > 10_000 and not (out / "failure.json").exists()
@@ -53,6 +54,8 @@ def test_inpainting_a_mixture_writes_what_it_claims(tmp_path):
 )
 def test_every_operator_on_a_mixture(tmp_path, overrides):
     metrics, out = _run(tmp_path, *overrides)
+    if "operator=denoise" in overrides:  # sigma_y = 0.2: a proper 2-D posterior, its TV
+        assert 0 < metrics["tv_floor"] < metrics["tv"] < 3 * metrics["tv_floor"]
     with np.load(out / "restore.npz") as f:
         assert f["x"].shape == (400, 2) and np.isfinite(f["x"]).all()
         assert "posterior_mean" in f.files
@@ -156,3 +159,15 @@ def test_console_script_reports_bad_input_in_one_line(tmp_path):
     assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0, proc.stderr
     assert "factor 3 does not divide" in proc.stderr
     assert "factor 3" in json.loads((out / "failure.json").read_text())["error"]
+
+
+def test_help_lists_operators_methods_and_keys():
+    from sde_diffusion.apps._help import help_text
+    from sde_diffusion.apps._job import group_options
+
+    text = help_text("sde-restore", restore.__doc__, "restore.yaml", restore.GROUPS)
+    assert text.startswith("sde-restore: solve an inverse problem") and "``" not in text
+    for group in ("operator", "method"):
+        assert f"  {group} (default " in text and ", ".join(group_options(group)) in text
+    for key in ("mask", "factor", "observation", "checkpoint"):
+        assert f"\n  {key}:" in text

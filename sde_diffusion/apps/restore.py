@@ -30,6 +30,7 @@ from omegaconf import DictConfig
 
 from ..inverse import posterior
 from ..inverse.masks import make_mask
+from ..metrics.total_variation import tv_to_mixture
 from ._common import (
     UsageError,
     atomic_save,
@@ -147,8 +148,9 @@ def run(cfg: DictConfig, out_dir: Path, names: dict[str, str] | None = None) -> 
     wall = time.perf_counter() - start
     x = res.x.detach().cpu().double()
     arrays: dict[str, Any] = {"x": x.numpy(), "y": y.numpy()}
+    names = {k: v for k, v in (names or {}).items() if solver is not None or k != "solver"}
     metrics: dict[str, Any] = {
-        **(names or {}),
+        **names,
         "method_class": repr(method),
         "operator_class": repr(op),
         "solver_class": None if solver is None else type(solver).__name__,
@@ -169,6 +171,9 @@ def run(cfg: DictConfig, out_dir: Path, names: dict[str, str] | None = None) -> 
         spread = torch.diagonal(post.covariance().double()).mean().sqrt()
         metrics["posterior_mean_rms_error"] = float((x.mean(0) - mean).pow(2).mean().sqrt())
         metrics["posterior_rms_std"] = float(spread)
+        if x[0].numel() <= 2 and op.sigma_y > 0:  # a proper density: the histogram TV
+            tv = tv_to_mixture(x.reshape(num, -1), post.at(eps, sde), bins=32)
+            metrics.update(tv=tv.tv, tv_floor=tv.floor, tv_ratio=tv.ratio)
     if x_true is not None:
         arrays["x_true"] = x_true.numpy()
     atomic_write_npz(out_dir / "restore.npz", **arrays)

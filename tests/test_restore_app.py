@@ -171,3 +171,19 @@ def test_help_lists_operators_methods_and_keys():
         assert f"  {group} (default " in text and ", ".join(group_options(group)) in text
     for key in ("mask", "factor", "observation", "checkpoint"):
         assert f"\n  {key}:" in text
+
+
+def test_a_trained_image_checkpoint(tmp_path):
+    """A (2-step) digits U-Net: the observed sample comes from its held-out data."""
+    from sde_diffusion.apps import train
+
+    tiny = ["train_data=digits", "model=unet_digits_small", "train.steps=2", "progress=false"]
+    tiny += ["train.batch_size=16", "sample.steps=2", "sample.num_samples=4"]
+    train.run(compose("train", tiny), tmp_path / "t")
+    ckpt = next((tmp_path / "t" / "checkpoints").iterdir())
+    metrics, out = _run(tmp_path, f"checkpoint={ckpt}", "operator=superres", "num_samples=4",
+                        "steps=5")  # fmt: skip
+    with np.load(out / "restore.npz") as f:
+        assert f["x"].shape == (4, 1, 8, 8) and f["y"].shape == (1, 4, 4)
+        assert f["x_true"].shape == (1, 8, 8) and "posterior_mean" not in f.files
+    assert metrics["nfe"] == 5 and (out / "restore.png").stat().st_size > 10_000

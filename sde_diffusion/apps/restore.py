@@ -221,7 +221,9 @@ def _figure(x, y, x_true, mean, prior, op, metrics: dict[str, Any], path: Path) 
             groups["exact posterior mean"] = mean[None]
         if x_true is not None:
             groups["truth"] = x_true[None]
-        fig = plot.image_grids({k: v.clamp(-1, 1) for k, v in groups.items()}, nrow=4)
+        fig = plot.image_grids(
+            {k: v.clamp(-1, 1) for k, v in groups.items()}, nrow=4, ncols=len(groups)
+        )
         fig.suptitle(title.replace("\n", ", "), fontsize=9)
     else:
         return

@@ -238,6 +238,19 @@ def test_bad_input_is_one_clear_line(method, kw, y, words):
     assert "\n" not in str(err.value)
 
 
+def test_observation_outside_the_range_of_a_noiseless_operator():
+    """Rank 1 of 2 observed values: y = (1, -1) is no A x; with sigma_y > 0 it is allowed."""
+    from sde_diffusion.inverse import ChannelMix
+
+    sde, y = VPSDE(), torch.tensor([1.0, -1.0])
+    kw = dict(solver=EulerMaruyama(), steps=5)
+    with pytest.raises(ValueError, match="y is outside the range of the noiseless operator"):
+        Replacement().sample(sde, PRIOR.score_fn(sde), ChannelMix([[1.0, 1.0], [1.0, 1.0]]), y,
+                             (4, 2), **kw)  # fmt: skip
+    op = ChannelMix([[1.0, 1.0], [1.0, 1.0]], sigma_y=0.1)
+    assert Replacement().sample(sde, PRIOR.score_fn(sde), op, y, (4, 2), **kw).x.shape == (4, 2)
+
+
 def test_mask_of_the_wrong_shape_is_refused():
     with pytest.raises(ValueError, match=r"mask has shape \(3,\) but the events have shape \(2,\)"):
         Replacement().sample(VPSDE(), PRIOR.score_fn(VPSDE()), Mask([1, 0, 1]), [0.1, 0.2],

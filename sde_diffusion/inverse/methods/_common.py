@@ -83,10 +83,20 @@ class Spectral:
 
 
 def spectral(op: Operator, y: Tensor, event_shape: Sequence[int]) -> Spectral:
-    """:class:`Spectral` form of a checked observation ``y`` (from :func:`observation`)."""
+    """:class:`Spectral` form of a checked observation ``y`` (from :func:`observation`); a
+    noiseless operator refuses a ``y`` outside its range (the part it cannot explain)."""
     svd = op.svd(tuple(event_shape))
     s = svd.singulars.to(torch.float64)
-    c = svd.Ut(y) / s
+    coef = svd.Ut(y)
+    if op.sigma_y == 0:  # noiseless: y must lie in A's range, U U^T y = y
+        gap = (svd.U(coef) - y).reshape(y.shape[0], -1).norm(dim=1).max()
+        if gap > 1e-6 * (1 + float(y.abs().max())):
+            raise ValueError(
+                f"y is outside the range of the noiseless operator {op!r} (rank {s.numel()} of "
+                f"{math.prod(y.shape[1:])} observed values; |y - U U^T y| = {float(gap):.3g}): "
+                "give an observation it can produce, or sigma_y > 0"
+            )
+    c = coef / s
     return Spectral(c=c, s=s, nu=op.sigma_y / s, Vt=svd.Vt, V=svd.V, Ut=svd.Ut)
 
 

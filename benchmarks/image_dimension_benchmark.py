@@ -29,10 +29,12 @@ checked against ``GaussianMixture.score`` to 1e-9 at start), float64, one thread
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import platform
 import sys
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -51,6 +53,7 @@ from sde_diffusion.metrics.exact_measures import (
 )
 from sde_diffusion.mixture import GaussianMixture
 from sde_diffusion.sampling import sample
+from sde_diffusion.sampling.auto_grid import auto_grid, mixture_key
 from sde_diffusion.sde import VESDE, VPSDE, SubVPSDE
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -115,7 +118,9 @@ def check_fast_score(mixture: GaussianMixture, sde) -> float:
     return worst
 
 
-def run_ours(cfg: str, sde, score, x_T, budget: int, seed: int):
+def run_ours(cfg: str, sde, score, x_T, budget: int, seed: int, tune: tuple | None = None):
+    """(x, nfe) of our config ``cfg`` at ``budget``; ``tune = (model_key, pilot, max_evals,
+    cache_dir)`` first tunes its grid to the score with ``auto_grid`` (cost not in the NFE)."""
     name, *overrides = cfg.split("+")  # e.g. unipc+grid.level_max=20
     conf = OmegaConf.load(CONF / f"{name}.yaml")
     for item in overrides:
@@ -125,6 +130,14 @@ def run_ours(cfg: str, sde, score, x_T, budget: int, seed: int):
     steps = steps_for_budget(solver, sde, score, budget, False, event_shape=tuple(x_T.shape[1:]))
     if steps is None:
         return None
+    if tune is not None:
+        key, pilot, evals, cache = tune
+        start = time.perf_counter()
+        tuned = auto_grid(sde, score, solver, steps, tuple(x_T.shape[1:]), model_key=key,
+                          pilot=pilot, max_evals=evals, cache_dir=cache)  # fmt: skip
+        print(f"#   auto_grid {cfg} {pilot}/{evals}: {tuned.nfe} NFE per pilot draw, "
+              f"{time.perf_counter() - start:.0f} s", flush=True)  # fmt: skip
+        solver = dataclasses.replace(solver, grid=tuned.grid)
     gen = torch.Generator().manual_seed(seed)
     res = sample(sde, score, solver, x_T.shape, steps=steps, x_init=x_T, generator=gen,
                  dtype=torch.float64)  # fmt: skip
@@ -270,6 +283,16 @@ def main() -> None:
     ap.add_argument("--kdiffusion-path", default=None, help="folder holding k_diffusion/")
     ap.add_argument("--kd-final", choices=["zero", "sigma_min"], default="sigma_min")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--auto-grid",
+        type=int,
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("PILOT", "EVALS"),
+        help="also run each deterministic config on its auto_grid (repeatable)",
+    )
+    ap.add_argument("--cache-dir", default=None, help="auto_grid's cache (default: a temp dir)")
     ap.add_argument("--quick", action="store_true", help="1x8x8 iso, VP, n = 1000")
     ap.add_argument("--rows", default=None, help="save every row to this JSON file")
     ap.add_argument("--from-rows", default=None, help="only print the summaries of saved rows")
@@ -280,6 +303,7 @@ def main() -> None:
     if args.quick:
         args.n, args.shapes, args.kinds, args.sde = 1000, ["1x8x8"], ["iso"], ["vp"]
     torch.set_num_threads(1)
+    cache = Path(args.cache_dir or tempfile.mkdtemp(prefix="auto_grid_"))
     warnings.filterwarnings("ignore", message="Should have t")  # torchsde's float rounding note
     kd = None
     if args.kd_det or args.kd_sto:
@@ -324,6 +348,12 @@ def main() -> None:
                 for cfg in args.ours_det:
                     record(ctx, cfg, "ours", False, args.det_nfe, "eps", run_ours, cfg, sde, score,
                            x_T, args.det_nfe, args.seed + 1)  # fmt: skip
+                for pilot, evals in args.auto_grid:
+                    tune = (f"{mixture_key(data)}:{sde_name}", pilot, evals, cache)
+                    for cfg in args.ours_det:
+                        record(ctx, f"{cfg} + auto_grid {pilot}/{evals}", "ours", False,
+                               args.det_nfe, "eps", run_ours, cfg, sde, score, x_T,
+                               args.det_nfe, args.seed + 1, tune)  # fmt: skip
                 for cfg in args.ours_sto:
                     record(ctx, cfg, "ours", True, args.sto_nfe, "eps", run_ours, cfg, sde, score,
                            x_T, args.sto_nfe, args.seed + 1)  # fmt: skip

@@ -38,6 +38,7 @@ import math
 import platform
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -58,6 +59,7 @@ from sde_diffusion.metrics.sliced_wasserstein import sliced_wasserstein  # noqa:
 from sde_diffusion.metrics.total_variation import tv_to_mixture  # noqa: E402
 from sde_diffusion.mixture import GaussianMixture  # noqa: E402
 from sde_diffusion.sampling import sample  # noqa: E402
+from sde_diffusion.sampling.auto_grid import auto_grid, mixture_key  # noqa: E402
 from sde_diffusion.sde import VESDE, VPSDE, SubVPSDE  # noqa: E402
 
 SDES = {"vp": VPSDE, "subvp": SubVPSDE, "ve": VESDE}
@@ -96,6 +98,7 @@ class Case:
 
     def __init__(self, name: str, mixture: GaussianMixture, sde_name: str, n: int, seed: int):
         self.name, self.sde_name, self.dim = name, sde_name, mixture.dim
+        self.mixture = mixture
         self.sde = SDES[sde_name]()
         self.score = mixture.score_fn(self.sde)
         self.target = mixture.at(self.sde.eps, self.sde)
@@ -125,6 +128,19 @@ def run_solver(solver, case: Case, budget: int | None, steps: int | None = None)
     res = sample(case.sde, case.score, solver, case.x_T.shape, steps=steps, x_init=case.x_T,
                  dtype=torch.float64)  # fmt: skip
     return case.ratio(res.x), res.nfe
+
+
+def run_auto_grid(solver, case: Case, steps: int, pilot: int, evals: int, cache: Path) -> tuple:
+    """(ratio, nfe) of ``solver`` on its grid tuned to the case's score by ``auto_grid`` (the
+    one-off tuning cost, printed, is not in the NFE)."""
+    start = time.perf_counter()
+    tuned = auto_grid(case.sde, case.score, solver, steps, (case.dim,), cache_dir=cache,
+                      model_key=mixture_key(case.mixture), pilot=pilot, max_evals=evals)  # fmt: skip
+    print(
+        f"#   auto_grid {pilot}/{evals} {case.name} {case.sde_name}: {tuned.nfe} NFE per pilot "
+        f"draw, {time.perf_counter() - start:.0f} s{' (cached)' if tuned.cached else ''}"
+    )
+    return run_solver(dataclasses.replace(solver, grid=tuned.grid), case, None, steps)
 
 
 def run_peer(kd, name: str, case: Case, budget: int, seed: int) -> tuple:
@@ -179,6 +195,16 @@ def main() -> None:
         default=[2.5],
         help="also run unipc with grid.level_max = this x sqrt(D) (the option)",
     )
+    ap.add_argument(
+        "--auto-grid",
+        type=int,
+        nargs=2,
+        action="append",
+        metavar=("PILOT", "EVALS"),
+        default=[],
+        help="also run unipc on its auto_grid tuned with this budget (repeatable)",
+    )
+    ap.add_argument("--cache-dir", default=None, help="auto_grid's cache (default: a temp dir)")
     ap.add_argument("--no-reference", action="store_true", help="skip converged and exact rows")
     ap.add_argument("--rows", default=None, help="save every row to this JSON file")
     ap.add_argument("--quick", action="store_true", help="3 mixtures per dimension, small n")
@@ -197,6 +223,7 @@ def main() -> None:
     solvers = {c: load_config(c) for c in args.ours}
     scaled = {f"unipc, level_max = {c:g} sqrt(D)": c for c in args.level_max_sqrt_dim}
     converged = load_config("unipc")
+    cache = Path(args.cache_dir or tempfile.mkdtemp(prefix="auto_grid_"))
     rows: list[dict] = []
     start = time.perf_counter()
     for idx, (name, mixture) in enumerate(family(args.family_seed, args.dims, args.count)):
@@ -207,6 +234,8 @@ def main() -> None:
             runs |= {label: (run_solver, with_level_max(solvers.get("unipc") or load_config(
                 "unipc"), c * math.sqrt(mixture.dim)), case, args.nfe)
                 for label, c in scaled.items()}  # fmt: skip
+            runs |= {f"unipc, auto_grid {p}/{e}": (run_auto_grid, converged, case, args.nfe, p, e,
+                     cache) for p, e in args.auto_grid}  # fmt: skip
             runs |= {f"k-diffusion {p}": (run_peer, kd, p, case, args.nfe, idx)
                      for p in (args.peers if kd is not None else [])}  # fmt: skip
             if not args.no_reference:
@@ -225,9 +254,9 @@ def main() -> None:
             line = " ".join(f"{r['sampler'].split()[-1]}={r['ratio']:.2f}"
                             for r in rows[-len(runs):])  # fmt: skip
             print(f"# {name} {sde_name}: {line} ({time.perf_counter() - start:.0f} s)", flush=True)
+            if args.rows:  # after every case, so that a cut run keeps what it measured
+                Path(args.rows).write_text(json.dumps(rows, indent=0))
     print(f"\n{summary(rows)}")
-    if args.rows:
-        Path(args.rows).write_text(json.dumps(rows, indent=0))
 
 
 if __name__ == "__main__":

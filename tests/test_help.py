@@ -16,6 +16,13 @@ APPS = {
     "likelihood": ("sde-likelihood", ("sde", "solver", "data"), ("num_samples", "trace")),
     "tune_grid": ("sde-tune-grid", ("sde", "solver", "data"), ("pilot", "max_evals")),
     "train": ("sde-train", ("sde", "model", "train_data", "train", "solver"), ("resume",)),
+    "restore": (
+        "sde-restore",
+        ("sde", "solver", "data", "operator", "method"),
+        ("mask", "factor", "observation"),
+    ),
+    "train_classifier": ("sde-train-classifier", ("sde", "train_data", "classifier_net"),
+                         ("steps", "batch_size")),  # fmt: skip
 }
 
 

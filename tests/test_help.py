@@ -21,8 +21,11 @@ APPS = {
         ("sde", "solver", "data", "operator", "method"),
         ("mask", "factor", "observation"),
     ),
-    "train_classifier": ("sde-train-classifier", ("sde", "train_data", "classifier_net"),
-                         ("steps", "batch_size")),  # fmt: skip
+    "train_classifier": (
+        "sde-train-classifier",
+        ("sde", "train_data", "classifier_net"),
+        ("steps", "batch_size"),
+    ),  # fmt: skip
 }
 
 

@@ -13,7 +13,9 @@ import pytest
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
 
-NOTEBOOK_TIMEOUT_S = 240  # each notebook runs in under 2 minutes on 2 CPU cores; twice that is a hang
+NOTEBOOK_TIMEOUT_S = (
+    240  # each notebook runs in under 2 minutes on 2 CPU cores; twice that is a hang
+)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -147,7 +147,9 @@ def test_configs_ship_in_the_wheel(tmp_path):
     assert "sde_diffusion/conf/sample.yaml" in names
     assert "sde_diffusion/conf/solver/euler_maruyama.yaml" in names
     for init in [*ROOT.glob("sde_diffusion/**/__init__.py"), *ROOT.glob("solvers/**/__init__.py")]:
-        assert str(init.relative_to(ROOT)) in names, f"package {init.parent.name} missing from the wheel"
+        assert str(init.relative_to(ROOT)) in names, (
+            f"package {init.parent.name} missing from the wheel"
+        )
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)
     code = (

@@ -30,7 +30,11 @@ def _model_key(cfg: DictConfig, data: Any) -> str:
         base = mixture_key(data)
     else:
         raise UsageError(f"auto_grid=true needs a checkpoint or a mixture data=, got {data!r}")
-    guided = {k: OmegaConf.to_container(cfg, resolve=True).get(k)
+
+    def plain(value: Any) -> Any:
+        return OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
+
+    guided = {k: plain(cfg.get(k))
               for k in ("label", "guidance", "guidance_interval", "classifier",
                         "component_labels")}  # fmt: skip
     return base + ":" + json.dumps(guided, sort_keys=True, default=str)

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from ..latent.file import file_sha256
+from ..digest import file_sha256
 from ..mixture import GaussianMixture
 from ..sampling.auto_grid import auto_grid, mixture_key
 from ._common import UsageError, check_bool, check_int

@@ -8,7 +8,6 @@ a file there holds plain tensors and strings, is written atomically and is read 
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from pathlib import Path
@@ -17,6 +16,7 @@ import torch
 from torch import Tensor
 
 from ..atomic import atomic_open
+from ..digest import tensor_sha256
 from .codec import LatentCodec
 
 __all__ = ["cache_dir", "encode_cached", "tensor_sha256"]
@@ -28,14 +28,6 @@ def cache_dir() -> Path:
     """``$SDE_DIFFUSION_CACHE/latents``, default ``~/.cache/sde_diffusion/latents``."""
     root = os.environ.get("SDE_DIFFUSION_CACHE") or Path.home() / ".cache" / "sde_diffusion"
     return Path(root) / "latents"
-
-
-def tensor_sha256(x: Tensor) -> str:
-    """sha256 of a tensor's dtype, shape and bytes."""
-    t = x.detach().cpu().contiguous()
-    h = hashlib.sha256(f"{t.dtype}|{tuple(t.shape)}|".encode())
-    h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()
 
 
 def encode_cached(codec: LatentCodec, data: Tensor, folder: str | Path | None = None) -> Tensor:

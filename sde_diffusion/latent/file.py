@@ -9,7 +9,6 @@ after the archive's CRCs are checked, and every defect is one line.
 
 from __future__ import annotations
 
-import hashlib
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from typing import Any
 import yaml
 from torch import nn
 
+from ..digest import file_sha256
 from ..training.checkpoint import CheckpointError, load_checkpoint, require, save_checkpoint
 from ..training.rebuild import check_plain, rebuild
 from ..training.trained import load_weights
@@ -38,15 +38,6 @@ _CACHE: dict[tuple[str, int, int, tuple[type, ...]], LatentCodec] = {}
 def default_autoencoder_path() -> Path:
     """The shipped digits autoencoder (``python -m sde_diffusion.latent.train_digits_autoencoder``)."""
     return Path(str(resources.files(__package__).joinpath(DIGITS_AUTOENCODER)))
-
-
-def file_sha256(path: str | Path) -> str:
-    """sha256 (hex) of the file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _stored(state: dict[str, Any], where: str) -> dict[str, Any]:

@@ -11,7 +11,6 @@ with ``weights_only=False``).
 
 from __future__ import annotations
 
-import hashlib
 import io
 import zipfile
 from pathlib import Path
@@ -19,6 +18,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from ..digest import file_sha256
 from .features import weights_digest
 
 __all__ = ["InceptionFeatures", "inception_features", "INCEPTION_URL"]
@@ -122,9 +122,5 @@ def inception_features(weights_path: str | Path) -> tuple[InceptionFeatures, str
             f"Inception weights {str(path)!r} are corrupt or not torch-fidelity's Inception-v3 "
             f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})"
         ) from err
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    module = InceptionFeatures(net, h.hexdigest()).eval().requires_grad_(False)
+    module = InceptionFeatures(net, file_sha256(path)).eval().requires_grad_(False)
     return module, weights_digest(module)

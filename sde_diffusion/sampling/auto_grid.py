@@ -29,6 +29,7 @@ from solvers.base import Solver
 from solvers.grids import TabulatedGrid
 
 from ..atomic import atomic_open
+from ..digest import tensor_sha256
 from ..grid_tuning import tune_grid
 from ..mixture import GaussianMixture
 from ..reverse import ScoreFn
@@ -61,19 +62,10 @@ def default_cache_dir() -> Path:
     return Path(xdg) / "sde-diffusion" / "grids"
 
 
-def tensor_digest(*tensors: torch.Tensor) -> str:
-    """sha256 of tensors' dtypes, shapes and float64 values: a key for an analytic model."""
-    h = hashlib.sha256()
-    for t in tensors:
-        t = t.detach().to("cpu", torch.float64).contiguous()
-        h.update(f"{tuple(t.shape)}".encode())
-        h.update(t.numpy().tobytes())
-    return h.hexdigest()
-
-
 def mixture_key(mixture: GaussianMixture) -> str:
-    """The cache key of an exact-score mixture: :func:`tensor_digest` of its parameters."""
-    return "mixture:" + tensor_digest(mixture.weights, mixture.means, mixture.component_covs())
+    """The cache key of an exact-score mixture: the sha256 of its parameters in float64."""
+    params = (mixture.weights, mixture.means, mixture.component_covs())
+    return "mixture:" + tensor_sha256(*(p.to(torch.float64) for p in params))
 
 
 def _positive_int(name: str, value: object, low: int) -> int:

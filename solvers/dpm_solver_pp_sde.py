@@ -94,6 +94,10 @@ class DPMSolverPPSDE(Solver):
     Args:
         predictor_order: 1–3 points in the predictor. corrector_order: 0 (none) or 1–3 points.
         tau: the stochasticity, in (0, 10]; 1 samples the reverse SDE itself.
+        tau_levels: ``(lo, hi)``: apply ``tau`` only on steps that start at a noise level
+            sigma/alpha in (lo, hi], elsewhere tau = 0 (the probability-flow ODE), as EDM's
+            S_tmin/S_tmax (Karras et al. 2022, Alg. 2) and SA-Solver's tau(t) (Xue et al.
+            2023, Sec. 5) do; None (default): everywhere.
         lower_order_final: lower the order in the last steps. final_corrector: see above.
         grid: the default time grid (``sde_diffusion.sample`` uses it): log-SNR uniform.
     """
@@ -106,6 +110,7 @@ class DPMSolverPPSDE(Solver):
     predictor_order: int = 2
     corrector_order: int = 2
     tau: float = 1.0
+    tau_levels: tuple[float, float] | None = None
     lower_order_final: bool = True
     final_corrector: bool = False
     grid: Callable[..., Tensor] | None = LogSNRGrid()
@@ -118,6 +123,17 @@ class DPMSolverPPSDE(Solver):
         tau = self.tau
         if isinstance(tau, bool) or not (isinstance(tau, (int, float)) and 0 < tau <= _MAX_TAU):
             raise ValueError(f"tau must be a number in (0, {_MAX_TAU}], got {tau!r}")
+        if self.tau_levels is not None:
+            lv = tuple(self.tau_levels)
+            ok = len(lv) == 2 and all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in lv
+            )
+            if not ok or not 0 <= lv[0] < lv[1]:
+                raise ValueError(
+                    f"tau_levels must be None or (lo, hi) noise levels with 0 <= lo < hi, "
+                    f"got {self.tau_levels!r}"
+                )
+            object.__setattr__(self, "tau_levels", (float(lv[0]), float(lv[1])))
         for name in ("lower_order_final", "final_corrector"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
@@ -148,8 +164,18 @@ class DPMSolverPPSDE(Solver):
         score = equation.score(x, tb)
         return (x + append_dims(sigma**2, x.ndim) * score) / append_dims(alpha, x.ndim)
 
-    def _combine(self, base: Tensor, alpha_t: Tensor, nodes, lam_s, lam_t, noisy) -> Tensor:
-        weights = adams_weights([lam for lam, _ in nodes], lam_s, lam_t, 1.0 + self.tau**2)
+    def _tau2(self, lam_s: Tensor) -> Tensor:
+        """tau^2 of a step starting at log-SNR lam_s: 0 outside ``tau_levels`` (a tensor, so
+        that no step reads a value back to the host)."""
+        tau2 = torch.full_like(lam_s, self.tau**2)
+        if self.tau_levels is None:
+            return tau2
+        level = torch.exp(-lam_s)  # sigma / alpha
+        inside = (level > self.tau_levels[0]) & (level <= self.tau_levels[1])
+        return tau2 * inside.to(lam_s.dtype)
+
+    def _combine(self, base: Tensor, alpha_t: Tensor, nodes, lam_s, lam_t, noisy, tau2) -> Tensor:
+        weights = adams_weights([lam for lam, _ in nodes], lam_s, lam_t, 1.0 + tau2)
         drift = sum(w * d for w, (_, d) in zip(weights, nodes, strict=True))
         return base + alpha_t * drift + noisy
 
@@ -171,18 +197,18 @@ class DPMSolverPPSDE(Solver):
             history = ((lam_s, self._data(equation, x, t)), *history)
         keep = max(self.predictor_order, self.corrector_order)
         left = steps - i if self.lower_order_final else keep
-        h, tau2 = lam_t - lam_s, self.tau**2
+        h, tau2 = lam_t - lam_s, self._tau2(lam_s)
         xi = noise.increment(t, t_next, x) / (t_next - t).abs().sqrt()
         noisy = sigma_t * (-torch.expm1(-2.0 * tau2 * h)).sqrt() * xi
         base = sigma_t / sigma_s * torch.exp(-tau2 * h) * x
         p = min(self.predictor_order, len(history), left)
-        x_next = self._combine(base, alpha_t, history[:p], lam_s, lam_t, noisy)
+        x_next = self._combine(base, alpha_t, history[:p], lam_s, lam_t, noisy, tau2)
         correct = self.corrector_order > 0 and (i + 1 < steps or self.final_corrector)
         if correct:
             d_next = self._data(equation, x_next, t_next)
             q = min(self.corrector_order, len(history) + 1, left + 1)
             nodes = ((lam_t, d_next), *history[: q - 1])
-            x_next = self._combine(base, alpha_t, nodes, lam_s, lam_t, noisy)
+            x_next = self._combine(base, alpha_t, nodes, lam_s, lam_t, noisy, tau2)
             history = ((lam_t, d_next), *history)
         state = {"steps": steps, "i": i + 1, "history": history[:keep], "current": correct}
         return x_next, state

@@ -129,6 +129,7 @@ def test_tau_levels_window(sde_name):
 
     default, everywhere = DPMSolverPPSDE(), DPMSolverPPSDE(tau_levels=(0.0, math.inf))
     assert torch.equal(run(default, 24), run(everywhere, 24))
+
     def response(solver):  # to each draw: its coordinate minus the mean's
         out = run(solver, 24)
         return out[1:-1] - out[-1]

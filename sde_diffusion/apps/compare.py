@@ -2,6 +2,10 @@
 
     sde-compare 'solvers=[euler_maruyama,ode_heun,ode]' 'steps=[10,20,50]' 'sdes=[vp,ve]'
     sde-compare from_dir=multirun/sample/<date>/<time>    # summarise an sde-sample multirun
+    sde-compare checkpoint=PATH label=3 guidance=2 'solvers=[unipc,dpm_solver_pp_2m]'
+
+``label=``, ``guidance=``, ``guidance_interval=``, ``classifier=`` and ``component_labels=``
+guide every run as in ``sde-sample``; the samples are scored against p(x | y) where it is known.
 
 Writes ``results.csv`` (one row per run: sde, solver, steps, nfe, metrics, wall time, seed,
 status and the reason of any failure), ``quality_vs_nfe.png`` and ``quality_vs_time.png``.
@@ -34,6 +38,7 @@ from ._common import (
     resolve_dtype,
     set_threads,
 )
+from ._guided import guided_score, label_metrics
 from ._job import (
     build,
     check_eps,
@@ -85,6 +90,9 @@ def sweep(cfg: DictConfig, out_dir: Path) -> list[dict[str, Any]]:
             solver = build(load_group("solver", solver_name), f"solver {solver_name}")
             for n in [None] if solver.adaptive else steps:
                 plan.append((sde_name, solver_name, n))
+    # label= and guidance options: refused here, once, rather than in every run's row
+    first = build(load_group("sde", sdes[0]), f"sde {sdes[0]}")
+    guided_score(cfg, cfg.checkpoint, first, data, score_for(cfg.checkpoint, first, data))
     rows: list[dict[str, Any]] = []
     for sde_name, solver_name, n in tqdm(plan, desc="runs", disable=not progress):
         start = time.perf_counter()
@@ -93,11 +101,13 @@ def sweep(cfg: DictConfig, out_dir: Path) -> list[dict[str, Any]]:
             sde = build(load_group("sde", sde_name), f"sde {sde_name}")
             solver = build(load_group("solver", solver_name), f"solver {solver_name}")
             eps = check_eps(cfg.eps, sde)
+            score = score_for(cfg.checkpoint, sde, data)
+            score, target, guided = guided_score(cfg, cfg.checkpoint, sde, data, score)
             x, info = sample_job(
                 sde,
                 solver,
                 data,
-                score_for(cfg.checkpoint, sde, data),
+                score,
                 steps=n,
                 eps=eps,
                 num_samples=num,
@@ -107,7 +117,8 @@ def sweep(cfg: DictConfig, out_dir: Path) -> list[dict[str, Any]]:
                 denoise=denoise,
                 batch_size=batch_size,
             )
-            info.update(score_samples(x, data, sde, eps, seed))
+            info.update(score_samples(x, target, sde, eps, seed))
+            info.update(guided, **label_metrics(x, data, target, guided, sde, eps, cfg.checkpoint))
             info.update(sde_class=info["sde"], solver_class=info["solver"])
             row.update(info, sde=sde_name, solver=solver_name, data=data_name, status="ok")
         except Exception as err:  # any failure is a failed row with its reason, a KeyError too

@@ -382,6 +382,42 @@ def test_classifier_app_and_classifier_guided_sampling(tmp_path):
     assert m["tv"] < 3 * m["tv_floor"]  # 300 steps on 4000 points: roughly p(x | y = 4)
 
 
+def test_classifier_training_resumes_to_the_same_weights(tmp_path):
+    """sde-train-classifier checkpoints every checkpoint_every steps; resume=true from step 20
+    of 40 ends with the weights of the uninterrupted run, bit for bit (CPU, same config, the
+    lr schedule included); a conflicting override, checkpoints without resume=true and a
+    stored config naming a class outside the allow-list are refused (the last before its
+    module is imported)."""
+    import sys
+
+    from sde_diffusion.apps.train_classifier import run
+
+    over = ["progress=false", "steps=40", "checkpoint_every=20", "train_data.n=1000",
+            "classifier_net.hidden=16", "batch_size=64", "warmup=5"]  # fmt: skip
+    ref = run(compose("train_classifier", over), tmp_path / "ref")
+    want = torch.load(ref["checkpoint"], weights_only=True)
+    out = tmp_path / "cut"
+    run(compose("train_classifier", over), out)
+    (out / "checkpoints" / "ckpt_00000040.pt").unlink()  # as if killed after step 20's file
+    with pytest.raises(UsageError, match="already holds checkpoints: pass resume=true"):
+        run(compose("train_classifier", over), out)
+    with pytest.raises(UsageError, match=r"resume: lr=0.1 conflicts .*0.002"):
+        run(compose("train_classifier", [*over, "resume=true", "lr=0.1"]), out, ["lr=0.1"])
+    got = run(compose("train_classifier", [*over, "resume=true"]), out, ["resume=true"])
+    assert got["step"] == 40 and got["steps_run"] == 20
+    state = torch.load(got["checkpoint"], weights_only=True)
+    for part in ("model", "ema"):
+        for k, v in want[part].items():
+            assert torch.equal(state[part][k], v), (part, k)
+    evil = tmp_path / "evil"
+    (evil / "checkpoints").mkdir(parents=True)
+    state["config"] = state["config"].replace("sde_diffusion.models.MLP", "antigravity.Fly")
+    torch.save(state, evil / "checkpoints" / "ckpt_00000040.pt")
+    with pytest.raises(UnsafeConfigError, match="'antigravity.Fly' is not an allowed class"):
+        run(compose("train_classifier", [*over, "resume=true", "steps=60"]), evil, ["steps=60"])
+    assert "antigravity" not in sys.modules  # refused before anything imported it
+
+
 def test_labelled_training_resumes_with_the_same_dropped_labels():
     """Label dropout draws from the checkpointed loss generator: 10 + 10 steps through a saved
     state repeat the losses of 20 uninterrupted steps exactly."""

@@ -15,7 +15,7 @@ from torch import Tensor
 
 from ._common import UsageError
 
-__all__ = ["build", "dataset_tensor", "group_options", "load_group"]
+__all__ = ["build", "build_stored", "dataset_tensor", "group_options", "load_group"]
 
 
 def group_options(group: str) -> list[str]:
@@ -43,6 +43,19 @@ def build(node: Any, key: str, **kwargs: Any) -> Any:
     except InstantiationException as err:
         cause = err.__cause__ or err
         raise UsageError(f"{key}: {cause}") from err
+
+
+def build_stored(node: Any, key: str, **kwargs: Any) -> Any:
+    """Build a node of a config stored in a checkpoint (data, never code) through the
+    allow-list of :mod:`sde_diffusion.training.rebuild`; the loss is built from ``conf/``."""
+    from ..training.rebuild import rebuild
+
+    group = "" if key == "loss" else key  # the loss is configured in train.yaml itself
+    plain = OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
+    try:
+        return rebuild(plain, group, **kwargs)
+    except TypeError as err:
+        raise UsageError(f"{key}: {err}") from err
 
 
 def dataset_tensor(dataset: Any) -> Tensor:

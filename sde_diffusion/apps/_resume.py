@@ -15,12 +15,13 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from ..training.checkpoint import CheckpointError, CheckpointManager, load_checkpoint
+from ..training.rebuild import check_allowed
 from ._common import UsageError
 from ._model import stored_config
 
 log = logging.getLogger(__name__)
 
-__all__ = ["RESUMABLE", "newest_valid", "remove_orphans", "resume_config"]
+__all__ = ["RESUMABLE", "check_stored", "newest_valid", "remove_orphans", "resume_config"]
 
 # Keys that may differ from the stored run: how long to go on, and where/how to run.
 RESUMABLE = ("train.steps", "train.max_seconds", "device", "threads", "progress", "resume")
@@ -38,16 +39,21 @@ def remove_orphans(directory: Path) -> list[Path]:
     return orphans
 
 
-def newest_valid(manager: CheckpointManager, map_location: Any = "cpu") -> tuple[Path, dict]:
-    """The newest checkpoint that loads (CRCs, keys and stored config all good); each newer
-    one that does not is skipped with a one-line warning."""
+def newest_valid(
+    manager: CheckpointManager,
+    map_location: Any = "cpu",
+    config_keys: tuple[str, ...] = ("sde", "model", "parametrisation"),
+) -> tuple[Path, dict]:
+    """The newest checkpoint that loads (CRCs, keys and stored config, which must hold
+    ``config_keys``, all good); each newer one that does not is skipped with a one-line
+    warning."""
     files = manager.list()
     if not files:
         raise UsageError(f"resume=true but {manager.directory} holds no checkpoint")
     for path in reversed(files):
         try:
             state = load_checkpoint(path, map_location=map_location)
-            stored_config(state, path)
+            stored_config(state, path, config_keys)
             for key in ("ema", "optimizer", "scheduler", "scaler", "rng"):
                 if key not in state:
                     raise CheckpointError(f"checkpoint {str(path)!r} lacks {key!r}")
@@ -55,6 +61,17 @@ def newest_valid(manager: CheckpointManager, map_location: Any = "cpu") -> tuple
         except CheckpointError as err:
             log.warning("skipping unreadable checkpoint: %s", err)
     raise CheckpointError(f"resume=true but no checkpoint in {manager.directory} is readable")
+
+
+def check_stored(cfg: DictConfig, groups: dict[str, str]) -> None:
+    """Every ``_target_`` under ``cfg[key]`` in the table of ``groups[key]`` (absent keys
+    skipped), before anything reads the resumed config: filling a model config in from the
+    data's shape inspects the class it names, which imports that class's module."""
+    for key, group in groups.items():
+        node = OmegaConf.select(cfg, key)
+        if node is not None:
+            plain = OmegaConf.to_container(node) if isinstance(node, DictConfig) else node
+            check_allowed(plain, group)
 
 
 def _key(override: str) -> tuple[str, str] | None:
@@ -73,10 +90,16 @@ def _get(tree: Any, key: str) -> Any:
     return tree
 
 
-def resume_config(stored: dict[str, Any], cfg: DictConfig, overrides: Sequence[str]) -> DictConfig:
-    """The stored config, with the :data:`RESUMABLE` keys that this command line overrides
-    taken from ``cfg``. Any other override must agree with the stored value, or it is refused
-    naming it. (A changed ``train.steps`` also moves the end of the learning-rate decay.)"""
+def resume_config(
+    stored: dict[str, Any],
+    cfg: DictConfig,
+    overrides: Sequence[str],
+    resumable: Sequence[str] = RESUMABLE,
+) -> DictConfig:
+    """The stored config, with the ``resumable`` keys (default :data:`RESUMABLE`, whose last
+    is ``resume``) that this command line overrides taken from ``cfg``. Any other override
+    must agree with the stored value, or it is refused naming it. (A changed ``train.steps``
+    also moves the end of the learning-rate decay.)"""
     current = OmegaConf.to_container(cfg, resolve=True)
     changed = []
     for override in overrides:
@@ -84,14 +107,14 @@ def resume_config(stored: dict[str, Any], cfg: DictConfig, overrides: Sequence[s
         if parsed is None:
             continue
         key, value = parsed
-        if key in RESUMABLE:
+        if key in resumable:
             changed.append(key)
             continue
         now, then = _get(current, key), _get(stored, key)
         if now != then:
             raise UsageError(
                 f"resume: {key}={value} conflicts with the run's stored config "
-                f"({key}: {then!r}); on resume only {', '.join(RESUMABLE[:-1])} may change"
+                f"({key}: {then!r}); on resume only {', '.join(resumable[:-1])} may change"
             )
     merged = OmegaConf.create(stored)
     for key in [*changed, "resume"]:

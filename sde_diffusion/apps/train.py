@@ -41,7 +41,6 @@ from ..training import (
     init_distributed,
 )
 from ..training.checkpoint import CheckpointError
-from ..training.rebuild import rebuild
 from ..training.signals import Interrupted, stop_requests
 from ._common import (
     UsageError,
@@ -52,7 +51,7 @@ from ._common import (
     resolve_device,
     set_threads,
 )
-from ._config import build, dataset_tensor
+from ._config import build, build_stored, dataset_tensor
 from ._labels import training_labels
 from ._latent import (
     build_autoencoder,
@@ -63,10 +62,13 @@ from ._latent import (
 )
 from ._model import build_score_model, check_fits, fill_model_config, stored_config
 from ._precheck import precheck
-from ._resume import newest_valid, remove_orphans, resume_config
+from ._resume import check_stored, newest_valid, remove_orphans, resume_config
 from ._rundir import run_in_dir
 
 log = logging.getLogger(__name__)
+#: the stored config's nodes and the allow-list each is checked against on resume
+STORED_GROUPS = {"sde": "sde", "model": "model", "train_data": "train_data", "solver": "solver",
+                 "autoencoder": "autoencoder", "loss": ""}  # fmt: skip
 
 GROUPS = ("sde", "model", "train_data", "train", "solver", "autoencoder")
 
@@ -109,7 +111,8 @@ def run(cfg: DictConfig, out_dir: Path, overrides: Sequence[str] | None = None) 
         resumed = newest_valid(CheckpointManager(out_dir / "checkpoints"))
         stored = stored_config(resumed[1], resumed[0])
         cfg = resume_config(stored, cfg, overrides or ())
-    make = _rebuild if resumed else build
+        check_stored(cfg, STORED_GROUPS)
+    make = build_stored if resumed else build
     set_threads(cfg.get("threads"))
     _check_options(cfg)
     tc = cfg.train
@@ -256,16 +259,6 @@ def run(cfg: DictConfig, out_dir: Path, overrides: Sequence[str] | None = None) 
         if info.world_size > 1:  # tear the process group down together: a rank that left
             dist.barrier()  # while rank 0 drew its figure aborted (gloo, rarely)
     return summary
-
-
-def _rebuild(node: Any, key: str, **kwargs: Any) -> Any:
-    """From a stored config (data): the allow-list of :mod:`sde_diffusion.training.rebuild`."""
-    group = "" if key == "loss" else key  # the loss is configured in train.yaml itself
-    plain = OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
-    try:
-        return rebuild(plain, group, **kwargs)
-    except TypeError as err:
-        raise UsageError(f"{key}: {err}") from err
 
 
 def sample_figure(

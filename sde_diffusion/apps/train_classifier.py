@@ -3,8 +3,11 @@ guidance, by cross-entropy on noised labelled data (Dhariwal & Nichol, 2021, Sec
 
     sde-train-classifier                                     # eight Gaussians, 8 classes
     sde-train-classifier train_data=digits classifier_net=cnn steps=3000
+    sde-train-classifier hydra.run.dir=<that run's dir> resume=true   # after a kill or a stop
 
-Writes ``checkpoints/ckpt_<step>.pt`` (load it with
+Writes ``checkpoints/ckpt_<step>.pt`` (every ``checkpoint_every`` steps, atomically; a SIGINT or
+SIGTERM finishes the step and saves one; ``resume=true`` goes on from the newest readable one
+with the config stored in it, as ``sde-train`` does) (load it with
 :func:`sde_diffusion.guidance.classifier.load_classifier`, or give it to
 ``sde-sample classifier=PATH label=K guidance=W``) and ``classifier_summary.json``: the final
 loss and, for a Gaussian-mixture data set, the mean total variation between the trained and the
@@ -15,7 +18,10 @@ split (digits), the accuracy on its noised test items at those t (``test_accurac
 from __future__ import annotations
 
 import logging
+import signal
 import sys
+import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +33,7 @@ from omegaconf import DictConfig, OmegaConf
 from ..guidance import ExactClassifier
 from ..guidance.classifier import ClassifierLoss, NoiseClassifier, classifier_tv
 from ..training import CheckpointManager, Trainer
+from ..training.signals import Interrupted, stop_requests
 from ._common import (
     UsageError,
     atomic_write_json,
@@ -36,15 +43,23 @@ from ._common import (
     resolve_device,
     set_threads,
 )
-from ._config import build, dataset_tensor
+from ._config import build, build_stored, dataset_tensor
 from ._labels import dataset_labels
 from ._model import fill_model_config
 from ._precheck import precheck
+from ._resume import check_stored, newest_valid, remove_orphans, resume_config
 from ._rundir import run_in_dir
 
 log = logging.getLogger(__name__)
 GROUPS = ("sde", "train_data", "classifier_net")
 TV_TIMES = (0.1, 0.3, 0.6)  #: where the summary compares with the exact classifier
+#: keys that may differ from the stored run on resume (the last, ``resume``, always does)
+RESUMABLE = ("steps", "max_seconds", "device", "threads", "progress", "resume")
+STORED_KEYS = (
+    "sde",
+    "classifier_net",
+    "train_data",
+)  #: what a classifier checkpoint's config holds
 
 
 def _classifier_config(cfg: DictConfig, shape: tuple[int, ...], num_classes: int) -> DictConfig:
@@ -60,12 +75,30 @@ def _classifier_config(cfg: DictConfig, shape: tuple[int, ...], num_classes: int
     return net_cfg
 
 
-def run(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
-    """Train as configured; return the summary also written to ``classifier_summary.json``."""
+def run(cfg: DictConfig, out_dir: Path, overrides: Sequence[str] | None = None) -> dict[str, Any]:
+    """Train as configured; return the summary also written to ``classifier_summary.json``.
+
+    ``resume=true``: go on from the newest readable checkpoint in ``out_dir`` with the config
+    stored in it (``overrides``: this command line's, checked against it; only
+    :data:`RESUMABLE` keys may differ). A SIGINT or SIGTERM finishes the step, saves a
+    checkpoint and raises ``Interrupted``."""
+    resumed = None
+    if check_bool("resume", cfg.get("resume", False)):
+        remove_orphans(out_dir / "checkpoints")
+        resumed = newest_valid(CheckpointManager(out_dir / "checkpoints"), "cpu", STORED_KEYS)
+        stored = OmegaConf.to_container(cfg, resolve=True) | _stored(resumed)
+        cfg = resume_config(stored, cfg, overrides or (), RESUMABLE)
+        check_stored(cfg, {key: key for key in STORED_KEYS})
+    make = build_stored if resumed else build
     set_threads(cfg.get("threads"))
     device = resolve_device(str(cfg.device))
     steps, seed = check_int("steps", cfg.steps, 1), check_int("seed", cfg.seed, 0)
-    dataset = build(cfg.train_data, "train_data")
+    every = check_int("checkpoint_every", cfg.get("checkpoint_every", steps), 1)
+    keep_last = check_int("keep_last", cfg.get("keep_last", 1), 1)
+    max_seconds = cfg.get("max_seconds")
+    if max_seconds is not None:
+        max_seconds = check_float("max_seconds", max_seconds, minimum=0, above=True)
+    dataset = make(cfg.train_data, "train_data")
     data = dataset_tensor(dataset)
     labels = dataset_labels(dataset, len(data))
     if labels is None:
@@ -75,9 +108,9 @@ def run(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
         raise UsageError(f"train_data: labels must be 0 .. K-1 with K >= 2, got {labels.unique()}")
     shape = tuple(data.shape[1:])
     net_cfg = _classifier_config(cfg, shape, num_classes)
-    sde = build(cfg.sde, "sde")
+    sde = make(cfg.sde, "sde")
     torch.manual_seed(seed)
-    model = NoiseClassifier(build(net_cfg, "classifier_net"), sde, num_classes)
+    model = NoiseClassifier(make(net_cfg, "classifier_net"), sde, num_classes)
     resolved = OmegaConf.to_container(cfg, resolve=True)
     resolved["classifier_net"] = OmegaConf.to_container(net_cfg)
     extra = {"config": OmegaConf.to_yaml(resolved), "data_shape": list(shape)}
@@ -99,15 +132,31 @@ def run(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
         device=device,
         labels=labels,
     )
-    checkpoints = CheckpointManager(out_dir / "checkpoints", keep_last=1)
-    if checkpoints.latest() is not None:
+    checkpoints = CheckpointManager(out_dir / "checkpoints", keep_last=keep_last)
+    if resumed is not None:
+        trainer.load_state_dict(resumed[1])
+        log.info("resuming from %s (step %d)", resumed[0], trainer.step)
+    elif checkpoints.latest() is not None:
         raise UsageError(
-            f"{checkpoints.directory} already holds checkpoints: choose another run dir"
+            f"{checkpoints.directory} already holds checkpoints: pass resume=true to continue, "
+            "or choose another hydra.run.dir"
         )
-    summary = trainer.fit(
-        steps, checkpoints=checkpoints, checkpoint_every=steps, extra_state=extra,
-        progress=bool(cfg.progress),
-    )  # fmt: skip
+    with stop_requests() as request:
+        summary = trainer.fit(
+            steps, max_seconds=max_seconds, checkpoints=checkpoints, checkpoint_every=every,
+            extra_state=extra, progress=bool(cfg.progress), stop_request=request,
+        )  # fmt: skip
+    resume_hint = f"sde-train-classifier hydra.run.dir={out_dir} resume=true"
+    if summary["stopped_by"] == "stop_request":
+        signum = request.signum or signal.SIGTERM
+        raise Interrupted(
+            signum,
+            f"interrupted by {signal.Signals(signum).name} at step {trainer.step}; checkpoint "
+            f"saved to {checkpoints.path(trainer.step)}; resume with: {resume_hint}",
+        )
+    if summary["stopped_by"] == "max_seconds":
+        log.warning("stopped by max_seconds=%s at step %d of %d; resume with: %s",
+                    max_seconds, trainer.step, steps, resume_hint)  # fmt: skip
     summary.update(checkpoint=str(checkpoints.latest()), num_classes=num_classes)
     mixture = getattr(dataset, "mixture", None)
     if mixture is not None:  # a labelled mixture: the exact classifier grades the trained one
@@ -116,7 +165,7 @@ def run(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
         ema = trainer.ema.module.eval().cpu()
         summary["tv_to_exact"] = {t: classifier_tv(ema, exact, mixture, sde, t) for t in TV_TIMES}
     elif "split" in cfg.train_data:  # a data set with a test split: accuracy on noised test data
-        test = build(OmegaConf.merge(cfg.train_data, {"split": "test"}), "train_data")
+        test = make(OmegaConf.merge(cfg.train_data, {"split": "test"}), "train_data")
         ema = trainer.ema.module.eval().cpu()
         summary["test_accuracy"] = {
             t: noised_accuracy(ema, dataset_tensor(test), dataset_labels(test, len(test)), sde, t)
@@ -126,6 +175,13 @@ def run(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     log.info("classifier trained to step %d, loss %.4f; %s", summary["step"],
              summary["final_loss"], summary["checkpoint"])  # fmt: skip
     return summary
+
+
+def _stored(resumed: tuple[Path, dict]) -> dict[str, Any]:
+    """The config a classifier checkpoint stores (plain data, checked; nothing built)."""
+    from ..training.trained import stored_config
+
+    return stored_config(resumed[1], resumed[0], STORED_KEYS)
 
 
 def noised_accuracy(model: Any, x0: Any, labels: Any, sde: Any, t: float, seed: int = 0) -> float:
@@ -144,12 +200,19 @@ def noised_accuracy(model: Any, x0: Any, labels: Any, sde: Any, t: float, seed: 
 )
 def _hydra_main(cfg: DictConfig) -> None:
     out_dir = Path(HydraConfig.get().runtime.output_dir)
-    run_in_dir(lambda: run(cfg, out_dir), out_dir, ("classifier_summary.json",), True)
+    overrides = list(HydraConfig.get().overrides.task)
+    context = {"resume": cfg.get("resume")}
+    outputs = ("classifier_summary.json",)
+    run_in_dir(lambda: run(cfg, out_dir, overrides), out_dir, outputs, True, context)
 
 
 def main() -> None:
     """Console entry point of ``sde-train-classifier``."""
     precheck(sys.argv[1:], "train_classifier.yaml", GROUPS, __doc__)
+    if any(a.partition("=")[0].lstrip("+") == "resume" and a.partition("=")[2].lower() in
+           ("true", "yes", "on", "1") for a in sys.argv[1:]):  # fmt: skip
+        # Hydra's record of this invocation goes beside, not over, that of the run's start
+        sys.argv.append(f"hydra.output_subdir=.hydra/resume-{time.strftime('%Y%m%d-%H%M%S')}")
     _hydra_main()
 
 

@@ -100,6 +100,15 @@ def _validate(node: Any, allowed: frozenset[str], extra: Mapping[str, type], whe
             )
 
 
+def check_allowed(node: Any, group: str) -> None:
+    """Refuse (:class:`UnsafeConfigError`) unless ``node`` is plain data whose every
+    ``_target_`` is in ``group``'s table; nothing is imported. For code that reads a stored
+    config before building it (inspecting a named class's signature imports its module)."""
+    where = group or "config"
+    check_plain(node, where)
+    _validate(node, allowed_targets(group), {}, where)
+
+
 def _build(node: Any, extra: Mapping[str, type]) -> Any:
     if isinstance(node, list):
         return [_build(v, extra) for v in node]

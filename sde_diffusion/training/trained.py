@@ -71,9 +71,14 @@ class TrainedModel:
 _CACHE: dict[tuple[str, float, int, bool, tuple[type, ...]], TrainedModel] = {}
 
 
-def stored_config(state: dict[str, Any], path: str | Path) -> dict[str, Any]:
+def stored_config(
+    state: dict[str, Any],
+    path: str | Path,
+    keys: tuple[str, ...] = ("sde", "model", "parametrisation"),
+) -> dict[str, Any]:
     """The training config a checkpoint records, as plain data (``yaml.safe_load``; no
-    interpolation is resolved and nothing is built)."""
+    interpolation is resolved and nothing is built); ``keys``: what it must hold (a score
+    model's by default)."""
     require(state, ("config", "data_shape", "step"), path)
     text = state["config"]
     if not isinstance(text, str):
@@ -85,7 +90,7 @@ def stored_config(state: dict[str, Any], path: str | Path) -> dict[str, Any]:
     if not isinstance(cfg, dict):
         raise CheckpointError(f"checkpoint {str(path)!r}: its config is not a mapping")
     check_plain(cfg, "config")
-    for key in ("sde", "model", "parametrisation"):
+    for key in keys:
         if key not in cfg:
             raise CheckpointError(f"checkpoint {str(path)!r}: its config lacks {key!r}")
     return cfg

@@ -217,6 +217,21 @@ def test_resume_takes_the_stored_config_and_refuses_conflicts(trained, tmp_path)
     assert trained12.model.parametrisation == "eps"
 
 
+def test_resume_refuses_a_stored_model_outside_the_allow_list_before_importing_it(
+    trained, tmp_path
+):
+    """Resume reads the stored config before building it (the model config is filled in from
+    the data's shape by inspecting the class it names): an unknown ``_target_`` is refused
+    first, so its module is never imported."""
+    run_dir = tmp_path / "run"
+    (run_dir / "checkpoints").mkdir(parents=True)
+    _with_config(trained, run_dir / "checkpoints" / trained.name,
+                 lambda cfg: cfg["model"].__setitem__("_target_", "antigravity.Fly"))  # fmt: skip
+    with pytest.raises(UnsafeConfigError, match="'antigravity.Fly' is not an allowed class"):
+        run(compose("train", ["resume=true", "train.steps=12"]), run_dir, ["train.steps=12"])
+    assert "antigravity" not in sys.modules
+
+
 def _train_proc(out: Path, *args: str) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "sde_diffusion.apps.train", *TINY, "train.steps=100000",
            "train.max_seconds=null", "train.checkpoint_every=5", f"hydra.run.dir={out}", *args]  # fmt: skip

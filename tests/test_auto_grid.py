@@ -120,3 +120,17 @@ def test_sde_sample_auto_grid_tunes_then_reuses(tmp_path, monkeypatch) -> None:
         run(compose("sample", [*args, "solver=euler_maruyama"]), tmp_path / "again")
     with pytest.raises(UsageError, match="auto_grid_budget.pilot"):
         run(compose("sample", [*args, "auto_grid_budget.pilot=4"]), tmp_path / "again")
+
+
+def test_one_cache_root_for_grids_and_latents(monkeypatch, tmp_path):
+    """Tuned grids and encoded latents share a root: $SDE_DIFFUSION_CACHE, else XDG's."""
+    from sde_diffusion.latent import cache_dir as latent_cache_dir
+    from sde_diffusion.sampling.auto_grid import default_cache_dir
+
+    monkeypatch.delenv("SDE_DIFFUSION_CACHE", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert default_cache_dir() == tmp_path / "xdg" / "sde-diffusion" / "grids"
+    assert latent_cache_dir() == tmp_path / "xdg" / "sde-diffusion" / "latents"
+    monkeypatch.setenv("SDE_DIFFUSION_CACHE", str(tmp_path / "own"))
+    assert default_cache_dir() == tmp_path / "own" / "grids"
+    assert latent_cache_dir() == tmp_path / "own" / "latents"

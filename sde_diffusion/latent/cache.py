@@ -1,7 +1,7 @@
 """Encode a data set once: the latents are cached on disk, keyed by the autoencoder's and the
 data's sha256 digests.
 
-The cache folder is ``$SDE_DIFFUSION_CACHE/latents`` (default ``~/.cache/sde_diffusion/latents``);
+The cache folder is :func:`sde_diffusion.cache_root.cache_dir` ``("latents")``;
 a file there holds plain tensors and strings, is written atomically and is read with
 ``weights_only=True``. A cache file that is unreadable or does not match is encoded again.
 """
@@ -9,12 +9,12 @@ a file there holds plain tensors and strings, is written atomically and is read 
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
+from .. import cache_root
 from ..atomic import atomic_open
 from ..digest import tensor_sha256
 from .codec import LatentCodec
@@ -25,9 +25,9 @@ log = logging.getLogger(__name__)
 
 
 def cache_dir() -> Path:
-    """``$SDE_DIFFUSION_CACHE/latents``, default ``~/.cache/sde_diffusion/latents``."""
-    root = os.environ.get("SDE_DIFFUSION_CACHE") or Path.home() / ".cache" / "sde_diffusion"
-    return Path(root) / "latents"
+    """``$SDE_DIFFUSION_CACHE/latents``, else ``$XDG_CACHE_HOME/sde-diffusion/latents``,
+    else ``~/.cache/sde-diffusion/latents``."""
+    return cache_root.cache_dir("latents")
 
 
 def encode_cached(codec: LatentCodec, data: Tensor, folder: str | Path | None = None) -> Tensor:

@@ -18,7 +18,6 @@ import hashlib
 import json
 import logging
 import math
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ import torch
 from solvers.base import Solver
 from solvers.grids import TabulatedGrid
 
+from .. import cache_root
 from ..atomic import atomic_open
 from ..digest import tensor_sha256
 from ..grid_tuning import tune_grid
@@ -55,11 +55,7 @@ class AutoGrid:
 def default_cache_dir() -> Path:
     """``$SDE_DIFFUSION_CACHE/grids``, else ``$XDG_CACHE_HOME/sde-diffusion/grids``, else
     ``~/.cache/sde-diffusion/grids``."""
-    root = os.environ.get("SDE_DIFFUSION_CACHE")
-    if root:
-        return Path(root) / "grids"
-    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(xdg) / "sde-diffusion" / "grids"
+    return cache_root.cache_dir("grids")
 
 
 def mixture_key(mixture: GaussianMixture) -> str:

@@ -83,22 +83,34 @@ def _check_args(
         raise ValueError(f"weight must be one of {WEIGHTS}, got {weight!r}")
 
 
-def curvature_weight(score_fn: ScoreFn, x: Tensor, t: float, *, probes: int = PROBES) -> Tensor:
-    """w = max(0, -div_x s(x, t) / D) per sample: exact trace up to 128 dims, Hutchinson above."""
+def curvature_weight(
+    score_fn: ScoreFn, x: Tensor, t: float, *, probes: int = PROBES, batch_size: int | None = None
+) -> Tensor:
+    """w = max(0, -div_x s(x, t) / D) per sample: exact trace up to 128 dims, Hutchinson above;
+    ``batch_size`` samples at a time (the probes are drawn for the whole batch first, so the
+    result does not depend on it)."""
     flat = x.reshape(x.shape[0], -1)
     dim = flat.shape[1]
-    tt = torch.full((x.shape[0],), t, device=x.device, dtype=x.dtype)
-
-    def field(z: Tensor) -> Tensor:
-        return score_fn(z.reshape(x.shape), tt).reshape(z.shape)
-
-    if dim <= EXACT_MAX_DIM:
-        _, div = divergence(field, flat, trace="exact")
-    else:
+    v = None
+    if dim > EXACT_MAX_DIM:
         gen = torch.Generator(device=x.device).manual_seed(0)
         v = draw_probes(probes, *flat.shape, generator=gen, device=x.device, dtype=x.dtype)
-        _, div = divergence(field, flat, trace="hutchinson", probes=v)
-    return (-div / dim).clamp(min=0.0).detach()
+    chunk = batch_size or x.shape[0]
+    out = []
+    for i in range(0, x.shape[0], chunk):
+        part = x[i : i + chunk]
+        tt = torch.full((part.shape[0],), t, device=x.device, dtype=x.dtype)
+
+        def field(z: Tensor, part: Tensor = part, tt: Tensor = tt) -> Tensor:
+            return score_fn(z.reshape(part.shape), tt).reshape(z.shape)
+
+        pf = flat[i : i + chunk]
+        if v is None:
+            _, div = divergence(field, pf, trace="exact")
+        else:
+            _, div = divergence(field, pf, trace="hutchinson", probes=v[:, i : i + chunk])
+        out.append((-div / dim).clamp(min=0.0).detach())
+    return torch.cat(out)
 
 
 def tune_grid(
@@ -117,6 +129,7 @@ def tune_grid(
     dtype: torch.dtype = torch.float64,
     device: torch.device | str | None = None,
     progress: bool = False,
+    batch_size: int | None = None,
 ) -> GridTuning:
     """Choose the interior noise levels of ``solver``'s ``steps``-step grid for ``score_fn``.
 
@@ -130,23 +143,36 @@ def tune_grid(
         weight: ``"curvature"`` or ``"none"`` (plain squared error).
         max_evals: most objective evaluations (each ``steps`` x pilot score evaluations).
         seed, dtype, device, progress: the pilot draw, its precision and place, a bar.
+        batch_size: pilot samples integrated at once (default: all); the result does not
+            depend on it (the solvers are deterministic and act per sample), the peak memory
+            does: a large image model on a small GPU needs a chunked pilot.
     """
     _check_args(solver, steps, shape, trim, weight, max_evals)
+    if batch_size is not None and (
+        isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
+    ):
+        raise ValueError(f"batch_size must be None or an integer >= 1, got {batch_size!r}")
     eps = sde.eps if eps is None else eps
     if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not 0 < eps < sde.T:
         raise ValueError(f"eps must be a number in (0, T) = (0, {sde.T}), got {eps!r}")
     gen = torch.Generator(device=device or "cpu").manual_seed(seed)
     x_T = sde.prior_sample(tuple(shape), generator=gen, device=device, dtype=dtype)
 
+    chunk = batch_size or x_T.shape[0]
+
     def run(n: int, grid: Callable[..., Tensor] | None = None) -> tuple[Tensor, int]:
-        res = sample(sde, score_fn, solver, x_T.shape, steps=n, eps=eps, grid=grid, x_init=x_T,
-                     dtype=dtype, device=device, check_finite=False)  # fmt: skip
-        return res.x, res.nfe
+        parts, nfe = [], 0
+        for part in x_T.split(chunk):
+            res = sample(sde, score_fn, solver, part.shape, steps=n, eps=eps, grid=grid,
+                         x_init=part, dtype=dtype, device=device, check_finite=False)  # fmt: skip
+            parts.append(res.x)
+            nfe = res.nfe  # per sample: the same in every chunk
+        return torch.cat(parts), nfe
 
     ref, nfe = run(reference_steps)
     w = torch.ones(x_T.shape[0], device=x_T.device, dtype=dtype)
     if weight == "curvature":
-        w = curvature_weight(score_fn, ref, eps)
+        w = curvature_weight(score_fn, ref, eps, batch_size=batch_size)
         dim = math.prod(shape[1:])
         nfe += 1 + (dim if dim <= EXACT_MAX_DIM else PROBES)
     keep = x_T.shape[0] - math.floor(trim * x_T.shape[0])

@@ -124,6 +124,8 @@ def test_tune_grid_ends_at_eps() -> None:
         (UniPC(), 5, (64, 2), {"max_evals": 1}, "max_evals must"),
         (UniPC(), 5, (64, 2), {"eps": 1.5}, "eps must"),
         (UniPC(predictor_order=3), 2, (64, 2), {}, "needs a grid of at least 3 steps"),
+        (UniPC(), 5, (64, 2), {"batch_size": 0}, "batch_size must be"),
+        (UniPC(), 5, (64, 2), {"batch_size": 8.0}, "batch_size must be"),
     ],
 )
 def test_tune_grid_refuses_bad_input(solver, steps, shape, kwargs, match) -> None:
@@ -184,3 +186,21 @@ def test_tune_grid_on_image_shaped_data() -> None:
                       reference_steps=40, max_evals=40)  # fmt: skip
     assert tuned.objective < 0.5 * tuned.initial_objective  # measured 0.05x
     assert tuned.nfe == 40 + 1 + 8 + 4 * tuned.evaluations  # 8 Hutchinson probes above 128 dims
+
+
+def test_a_chunked_pilot_tunes_the_same_grid() -> None:
+    """batch_size only bounds memory: the pilot in chunks of 24 (the last one 16) gives the
+    levels of the whole pilot at once, in 2-D (exact curvature trace) and in 1 x 12 x 12
+    (Hutchinson, the probes drawn for the whole pilot); the image case to rounding (batched
+    matrix products may sum in another order), the 2-D one exactly (measured)."""
+    sde, mix = VPSDE(), unequal_mixture(dtype=F64)
+    args = (sde, mix.score_fn(sde), UniPC(), 4, (64, 2))
+    whole = tune_grid(*args, reference_steps=30, max_evals=30)
+    chunked = tune_grid(*args, reference_steps=30, max_evals=30, batch_size=24)
+    assert chunked.levels == whole.levels and chunked.nfe == whole.nfe
+    means = torch.stack([torch.full((1, 12, 12), -0.5), torch.full((1, 12, 12), 0.5)]).double()
+    data = GaussianMixture([0.5, 0.5], means, stds=[0.2, 0.3], dtype=F64)
+    x = data.sample(64, torch.Generator().manual_seed(1), dtype=F64)
+    w_whole = curvature_weight(data.score_fn(sde), x, 0.05)
+    w_chunked = curvature_weight(data.score_fn(sde), x, 0.05, batch_size=24)
+    torch.testing.assert_close(w_chunked, w_whole, rtol=1e-12, atol=0)

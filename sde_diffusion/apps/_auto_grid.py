@@ -72,9 +72,16 @@ def tuned_solver(
         )
     tuned = auto_grid(sde, score, solver, steps, tuple(data.event_shape),
                       model_key=_model_key(cfg, data), eps=eps, pilot=pilot,
-                      max_evals=max_evals, device=device, progress=progress)  # fmt: skip
+                      max_evals=max_evals, device=device, progress=progress,
+                      batch_size=_batch(cfg))  # fmt: skip
     how = "read from the cache" if tuned.cached else f"tuned: {tuned.nfe} NFE per pilot draw"
     log.info("auto_grid: %s (%s)", how, tuned.path)
     info = {"cached": tuned.cached, "nfe_per_pilot_draw": tuned.nfe, "pilot": pilot,
             "max_evals": max_evals, "levels": list(tuned.levels), "cache": str(tuned.path)}  # fmt: skip
     return dataclasses.replace(solver, grid=tuned.grid), {"auto_grid": info}
+
+
+def _batch(cfg: Any) -> int | None:
+    """The run's ``batch_size`` (samples integrated at once) also chunks the tuning pilot."""
+    value = cfg.get("batch_size")
+    return None if value is None else check_int("batch_size", value, 1)

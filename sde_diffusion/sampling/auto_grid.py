@@ -106,6 +106,7 @@ def auto_grid(
     dtype: torch.dtype = torch.float64,
     device: torch.device | str | None = None,
     progress: bool = False,
+    batch_size: int | None = None,
 ) -> AutoGrid:
     """The ``steps``-step grid of ``solver`` tuned to ``score_fn``, from the cache if there.
 
@@ -117,6 +118,7 @@ def auto_grid(
             different key: the cache cannot tell two models apart otherwise.
         pilot, max_evals, reference_steps: the tuning budget (module docstring).
         cache_dir: where the JSON files live; default :func:`default_cache_dir`.
+        batch_size: pilot samples integrated at once (memory only: not in the key).
     """
     if not isinstance(model_key, str) or not model_key:
         raise ValueError(f"model_key must be a non-empty string, got {model_key!r}")
@@ -146,7 +148,7 @@ def auto_grid(
         return AutoGrid(TabulatedGrid(levels), levels, True, 0, path)
     tuned = tune_grid(sde, score_fn, solver, steps, (pilot, *event), eps=eps,
                       reference_steps=reference_steps, max_evals=max_evals, dtype=dtype,
-                      device=device, progress=progress)  # fmt: skip
+                      device=device, progress=progress, batch_size=batch_size)  # fmt: skip
     record = {
         "format": FORMAT,
         "key": key,

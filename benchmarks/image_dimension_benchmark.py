@@ -245,6 +245,8 @@ def record(
                         "budget": budget, "preset": ctx["preset"], "sde": ctx["sde"],
                         "nfe": nfe, "end": end, "ratios": ratios, "worst": worst,
                         "values": m.values(), "wall_s": wall})  # fmt: skip
+    if ctx.get("rows_path"):  # after every row, so that a cut run keeps what it measured
+        Path(ctx["rows_path"]).write_text(json.dumps(ctx["rows"], indent=0))
 
 
 def by_dimension(rows: list[dict]) -> None:
@@ -339,7 +341,8 @@ def main() -> None:
                 x_T = sde.prior_sample((args.n, *shape), generator=gen, dtype=torch.float64)
 
                 ctx = {"targets": targets, "ref_log_p": ref_log_p, "floors": floors,
-                       "preset": preset, "sde": sde_name, "rows": rows}  # fmt: skip
+                       "preset": preset, "sde": sde_name, "rows": rows,
+                       "rows_path": args.rows}  # fmt: skip
 
                 record(
                     ctx, "exact p_eps", "exact", False, 0, "eps", exact, targets["eps"], args.n, gen

@@ -8,6 +8,7 @@ the command line that disagrees with it is refused, except for :data:`RESUMABLE`
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,14 @@ from ._model import stored_config
 
 log = logging.getLogger(__name__)
 
-__all__ = ["RESUMABLE", "check_stored", "newest_valid", "remove_orphans", "resume_config"]
+__all__ = [
+    "RESUMABLE",
+    "check_stored",
+    "newest_valid",
+    "remove_orphans",
+    "resume_config",
+    "resume_record",
+]
 
 # Keys that may differ from the stored run: how long to go on, and where/how to run.
 RESUMABLE = ("train.steps", "train.max_seconds", "device", "threads", "progress", "resume")
@@ -120,3 +128,14 @@ def resume_config(
     for key in [*changed, "resume"]:
         OmegaConf.update(merged, key, OmegaConf.select(cfg, key), force_add=True)
     return merged
+
+
+def resume_record(argv: list[str]) -> list[str]:
+    """On resume, Hydra's record of this invocation (config, overrides) goes to
+    ``.hydra/resume-<time>/``: the run's own ``.hydra/`` keeps describing how it began."""
+    words = {a.partition("=")[0].lstrip("+"): a.partition("=")[2] for a in argv}
+    if str(words.get("resume", "")).lower() not in ("true", "yes", "on", "1"):
+        return []
+    if "hydra.output_subdir" in words:
+        return []
+    return [f"hydra.output_subdir=.hydra/resume-{time.strftime('%Y%m%d-%H%M%S')}"]

@@ -18,7 +18,6 @@ import logging
 import os
 import signal
 import sys
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -62,7 +61,13 @@ from ._latent import (
 )
 from ._model import build_score_model, check_fits, fill_model_config, stored_config
 from ._precheck import precheck
-from ._resume import check_stored, newest_valid, remove_orphans, resume_config
+from ._resume import (
+    check_stored,
+    newest_valid,
+    remove_orphans,
+    resume_config,
+    resume_record,
+)
 from ._rundir import run_in_dir
 
 log = logging.getLogger(__name__)
@@ -327,19 +332,8 @@ def _hydra_main(cfg: DictConfig) -> None:
 def main() -> None:
     """Console entry point of ``sde-train``."""
     precheck(sys.argv[1:], "train.yaml", GROUPS, __doc__)
-    sys.argv += _resume_record(sys.argv[1:])
+    sys.argv += resume_record(sys.argv[1:])
     _hydra_main()
-
-
-def _resume_record(argv: list[str]) -> list[str]:
-    """On resume, Hydra's record of this invocation (config, overrides) goes to
-    ``.hydra/resume-<time>/``: the run's own ``.hydra/`` keeps describing how it began."""
-    words = {a.partition("=")[0].lstrip("+"): a.partition("=")[2] for a in argv}
-    if str(words.get("resume", "")).lower() not in ("true", "yes", "on", "1"):
-        return []
-    if "hydra.output_subdir" in words:
-        return []
-    return [f"hydra.output_subdir=.hydra/resume-{time.strftime('%Y%m%d-%H%M%S')}"]
 
 
 if __name__ == "__main__":

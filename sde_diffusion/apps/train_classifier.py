@@ -5,11 +5,11 @@ guidance, by cross-entropy on noised labelled data (Dhariwal & Nichol, 2021, Sec
     sde-train-classifier train_data=digits classifier_net=cnn steps=3000
     sde-train-classifier hydra.run.dir=<that run's dir> resume=true   # after a kill or a stop
 
-Writes ``checkpoints/ckpt_<step>.pt`` (every ``checkpoint_every`` steps, atomically; a SIGINT or
+Writes ``checkpoints/ckpt_<step>.pt`` every ``checkpoint_every`` steps, atomically (a SIGINT or
 SIGTERM finishes the step and saves one; ``resume=true`` goes on from the newest readable one
-with the config stored in it, as ``sde-train`` does) (load it with
+with the config stored in it, as ``sde-train`` does). Load it with
 :func:`sde_diffusion.guidance.classifier.load_classifier`, or give it to
-``sde-sample classifier=PATH label=K guidance=W``) and ``classifier_summary.json``: the final
+``sde-sample classifier=PATH label=K guidance=W``. Also ``classifier_summary.json``: the final
 loss and, for a Gaussian-mixture data set, the mean total variation between the trained and the
 exact class probabilities at t = 0.1, 0.3, 0.6 (``tv_to_exact``); for a data set with a test
 split (digits), the accuracy on its noised test items at those t (``test_accuracy``).
@@ -20,7 +20,6 @@ from __future__ import annotations
 import logging
 import signal
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -33,7 +32,9 @@ from omegaconf import DictConfig, OmegaConf
 from ..guidance import ExactClassifier
 from ..guidance.classifier import ClassifierLoss, NoiseClassifier, classifier_tv
 from ..training import CheckpointManager, Trainer
+from ..training.checkpoint import CheckpointError
 from ..training.signals import Interrupted, stop_requests
+from ..training.trained import stored_config
 from ._common import (
     UsageError,
     atomic_write_json,
@@ -47,7 +48,7 @@ from ._config import build, build_stored, dataset_tensor
 from ._labels import dataset_labels
 from ._model import fill_model_config
 from ._precheck import precheck
-from ._resume import check_stored, newest_valid, remove_orphans, resume_config
+from ._resume import check_stored, newest_valid, remove_orphans, resume_config, resume_record
 from ._rundir import run_in_dir
 
 log = logging.getLogger(__name__)
@@ -55,11 +56,8 @@ GROUPS = ("sde", "train_data", "classifier_net")
 TV_TIMES = (0.1, 0.3, 0.6)  #: where the summary compares with the exact classifier
 #: keys that may differ from the stored run on resume (the last, ``resume``, always does)
 RESUMABLE = ("steps", "max_seconds", "device", "threads", "progress", "resume")
-STORED_KEYS = (
-    "sde",
-    "classifier_net",
-    "train_data",
-)  #: what a classifier checkpoint's config holds
+#: what a classifier checkpoint's stored config holds (each checked against its allow-list)
+STORED_KEYS = ("sde", "classifier_net", "train_data")
 
 
 def _classifier_config(cfg: DictConfig, shape: tuple[int, ...], num_classes: int) -> DictConfig:
@@ -86,7 +84,8 @@ def run(cfg: DictConfig, out_dir: Path, overrides: Sequence[str] | None = None) 
     if check_bool("resume", cfg.get("resume", False)):
         remove_orphans(out_dir / "checkpoints")
         resumed = newest_valid(CheckpointManager(out_dir / "checkpoints"), "cpu", STORED_KEYS)
-        stored = OmegaConf.to_container(cfg, resolve=True) | _stored(resumed)
+        stored = stored_config(resumed[1], resumed[0], STORED_KEYS)
+        stored = OmegaConf.to_container(cfg, resolve=True) | stored  # keys added since: today's
         cfg = resume_config(stored, cfg, overrides or (), RESUMABLE)
         check_stored(cfg, {key: key for key in STORED_KEYS})
     make = build_stored if resumed else build
@@ -134,7 +133,12 @@ def run(cfg: DictConfig, out_dir: Path, overrides: Sequence[str] | None = None) 
     )
     checkpoints = CheckpointManager(out_dir / "checkpoints", keep_last=keep_last)
     if resumed is not None:
-        trainer.load_state_dict(resumed[1])
+        try:
+            trainer.load_state_dict(resumed[1])
+        except (KeyError, RuntimeError, ValueError, TypeError) as err:
+            raise CheckpointError(
+                f"checkpoint {str(resumed[0])!r} does not fit this run: {err}".splitlines()[0]
+            ) from err
         log.info("resuming from %s (step %d)", resumed[0], trainer.step)
     elif checkpoints.latest() is not None:
         raise UsageError(
@@ -177,13 +181,6 @@ def run(cfg: DictConfig, out_dir: Path, overrides: Sequence[str] | None = None) 
     return summary
 
 
-def _stored(resumed: tuple[Path, dict]) -> dict[str, Any]:
-    """The config a classifier checkpoint stores (plain data, checked; nothing built)."""
-    from ..training.trained import stored_config
-
-    return stored_config(resumed[1], resumed[0], STORED_KEYS)
-
-
 def noised_accuracy(model: Any, x0: Any, labels: Any, sde: Any, t: float, seed: int = 0) -> float:
     """The fraction of x_t = alpha x_0 + sigma z (one draw each, ``seed``) classified right."""
     gen = torch.Generator().manual_seed(seed)
@@ -209,10 +206,7 @@ def _hydra_main(cfg: DictConfig) -> None:
 def main() -> None:
     """Console entry point of ``sde-train-classifier``."""
     precheck(sys.argv[1:], "train_classifier.yaml", GROUPS, __doc__)
-    if any(a.partition("=")[0].lstrip("+") == "resume" and a.partition("=")[2].lower() in
-           ("true", "yes", "on", "1") for a in sys.argv[1:]):  # fmt: skip
-        # Hydra's record of this invocation goes beside, not over, that of the run's start
-        sys.argv.append(f"hydra.output_subdir=.hydra/resume-{time.strftime('%Y%m%d-%H%M%S')}")
+    sys.argv += resume_record(sys.argv[1:])
     _hydra_main()
 
 

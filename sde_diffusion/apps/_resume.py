@@ -29,6 +29,7 @@ __all__ = [
     "remove_orphans",
     "resume_config",
     "resume_record",
+    "restore_or_refuse",
 ]
 
 # Keys that may differ from the stored run: how long to go on, and where/how to run.
@@ -139,3 +140,23 @@ def resume_record(argv: list[str]) -> list[str]:
     if "hydra.output_subdir" in words:
         return []
     return [f"hydra.output_subdir=.hydra/resume-{time.strftime('%Y%m%d-%H%M%S')}"]
+
+
+def restore_or_refuse(
+    trainer: Any, resumed: tuple[Path, dict] | None, checkpoints: CheckpointManager
+) -> None:
+    """Load the resumed state into ``trainer`` (a state that does not fit is a one-line
+    :class:`CheckpointError`), or refuse a fresh run into a directory that holds checkpoints."""
+    if resumed is not None:
+        try:
+            trainer.load_state_dict(resumed[1])
+        except (KeyError, RuntimeError, ValueError, TypeError) as err:
+            raise CheckpointError(
+                f"checkpoint {str(resumed[0])!r} does not fit this run: {err}".splitlines()[0]
+            ) from err
+        log.info("resuming from %s (step %d)", resumed[0], trainer.step)
+    elif checkpoints.latest() is not None:
+        raise UsageError(
+            f"{checkpoints.directory} already holds checkpoints: pass resume=true to continue, "
+            "or choose another hydra.run.dir"
+        )

@@ -39,7 +39,6 @@ from ..training import (
     cleanup_distributed,
     init_distributed,
 )
-from ..training.checkpoint import CheckpointError
 from ..training.signals import Interrupted, stop_requests
 from ._common import (
     UsageError,
@@ -65,6 +64,7 @@ from ._resume import (
     check_stored,
     newest_valid,
     remove_orphans,
+    restore_or_refuse,
     resume_config,
     resume_record,
 )
@@ -190,19 +190,7 @@ def run(cfg: DictConfig, out_dir: Path, overrides: Sequence[str] | None = None) 
         null_label=model_cfg.get("num_classes"),
     )
     checkpoints = CheckpointManager(out_dir / "checkpoints", keep_last=tc.keep_last)
-    if resumed is not None:
-        try:
-            trainer.load_state_dict(resumed[1])
-        except (KeyError, RuntimeError, ValueError, TypeError) as err:
-            raise CheckpointError(
-                f"checkpoint {str(resumed[0])!r} does not fit this run: {err}".splitlines()[0]
-            ) from err
-        log.info("resuming from %s (step %d)", resumed[0], trainer.step)
-    elif checkpoints.latest() is not None:
-        raise UsageError(
-            f"{checkpoints.directory} already holds checkpoints: pass resume=true to continue, "
-            f"or choose another hydra.run.dir"
-        )
+    restore_or_refuse(trainer, resumed, checkpoints)
     logger = (
         TrainLogger(out_dir, resume_step=trainer.step if resumed else None)
         if info.is_main

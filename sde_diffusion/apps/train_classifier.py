@@ -32,7 +32,6 @@ from omegaconf import DictConfig, OmegaConf
 from ..guidance import ExactClassifier
 from ..guidance.classifier import ClassifierLoss, NoiseClassifier, classifier_tv
 from ..training import CheckpointManager, Trainer
-from ..training.checkpoint import CheckpointError
 from ..training.signals import Interrupted, stop_requests
 from ..training.trained import stored_config
 from ._common import (
@@ -48,7 +47,14 @@ from ._config import build, build_stored, dataset_tensor
 from ._labels import dataset_labels
 from ._model import fill_model_config
 from ._precheck import precheck
-from ._resume import check_stored, newest_valid, remove_orphans, resume_config, resume_record
+from ._resume import (
+    check_stored,
+    newest_valid,
+    remove_orphans,
+    restore_or_refuse,
+    resume_config,
+    resume_record,
+)
 from ._rundir import run_in_dir
 
 log = logging.getLogger(__name__)
@@ -132,19 +138,7 @@ def run(cfg: DictConfig, out_dir: Path, overrides: Sequence[str] | None = None) 
         labels=labels,
     )
     checkpoints = CheckpointManager(out_dir / "checkpoints", keep_last=keep_last)
-    if resumed is not None:
-        try:
-            trainer.load_state_dict(resumed[1])
-        except (KeyError, RuntimeError, ValueError, TypeError) as err:
-            raise CheckpointError(
-                f"checkpoint {str(resumed[0])!r} does not fit this run: {err}".splitlines()[0]
-            ) from err
-        log.info("resuming from %s (step %d)", resumed[0], trainer.step)
-    elif checkpoints.latest() is not None:
-        raise UsageError(
-            f"{checkpoints.directory} already holds checkpoints: pass resume=true to continue, "
-            "or choose another hydra.run.dir"
-        )
+    restore_or_refuse(trainer, resumed, checkpoints)
     with stop_requests() as request:
         summary = trainer.fit(
             steps, max_seconds=max_seconds, checkpoints=checkpoints, checkpoint_every=every,

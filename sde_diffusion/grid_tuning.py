@@ -63,7 +63,13 @@ class GridTuning:
 
 
 def _check_args(
-    solver: Solver, steps: int, shape: Sequence[int], trim: float, weight: str, max_evals: int
+    solver: Solver,
+    steps: int,
+    shape: Sequence[int],
+    trim: float,
+    weight: str,
+    max_evals: int,
+    batch_size: int | None,
 ) -> None:
     if solver.equation != "ode" or solver.stochastic or solver.adaptive:
         raise ValueError(
@@ -81,6 +87,10 @@ def _check_args(
         raise ValueError(f"max_evals must be an integer >= 2, got {max_evals!r}")
     if weight not in WEIGHTS:
         raise ValueError(f"weight must be one of {WEIGHTS}, got {weight!r}")
+    if batch_size is not None and (
+        isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
+    ):
+        raise ValueError(f"batch_size must be None or an integer >= 1, got {batch_size!r}")
 
 
 def curvature_weight(
@@ -147,11 +157,7 @@ def tune_grid(
             depend on it (the solvers are deterministic and act per sample), the peak memory
             does: a large image model on a small GPU needs a chunked pilot.
     """
-    _check_args(solver, steps, shape, trim, weight, max_evals)
-    if batch_size is not None and (
-        isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
-    ):
-        raise ValueError(f"batch_size must be None or an integer >= 1, got {batch_size!r}")
+    _check_args(solver, steps, shape, trim, weight, max_evals, batch_size)
     eps = sde.eps if eps is None else eps
     if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not 0 < eps < sde.T:
         raise ValueError(f"eps must be a number in (0, T) = (0, {sde.T}), got {eps!r}")

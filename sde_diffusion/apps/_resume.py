@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from ..training.checkpoint import CheckpointError, CheckpointManager, load_checkpoint
 from ..training.rebuild import check_allowed
+from ..training.trained import SCORE_MODEL_KEYS
 from ._common import UsageError
 from ._model import stored_config
 
@@ -51,7 +52,7 @@ def remove_orphans(directory: Path) -> list[Path]:
 def newest_valid(
     manager: CheckpointManager,
     map_location: Any = "cpu",
-    config_keys: tuple[str, ...] = ("sde", "model", "parametrisation"),
+    config_keys: tuple[str, ...] = SCORE_MODEL_KEYS,
 ) -> tuple[Path, dict]:
     """The newest checkpoint that loads (CRCs, keys and stored config, which must hold
     ``config_keys``, all good); each newer one that does not is skipped with a one-line

@@ -71,10 +71,12 @@ class TrainedModel:
 _CACHE: dict[tuple[str, float, int, bool, tuple[type, ...]], TrainedModel] = {}
 
 
+#: what a score model's stored training config must hold
+SCORE_MODEL_KEYS = ("sde", "model", "parametrisation")
+
+
 def stored_config(
-    state: dict[str, Any],
-    path: str | Path,
-    keys: tuple[str, ...] = ("sde", "model", "parametrisation"),
+    state: dict[str, Any], path: str | Path, keys: tuple[str, ...] = SCORE_MODEL_KEYS
 ) -> dict[str, Any]:
     """The training config a checkpoint records, as plain data (``yaml.safe_load``; no
     interpolation is resolved and nothing is built); ``keys``: what it must hold (a score

@@ -36,6 +36,7 @@ import dataclasses
 import json
 import math
 import platform
+import re
 import statistics
 import sys
 import tempfile
@@ -208,6 +209,12 @@ def main() -> None:
     ap.add_argument("--no-reference", action="store_true", help="skip converged and exact rows")
     ap.add_argument("--rows", default=None, help="save every row to this JSON file")
     ap.add_argument("--quick", action="store_true", help="3 mixtures per dimension, small n")
+    ap.add_argument(
+        "--select",
+        default=None,
+        help="run only the mixtures whose name matches this regex (the family is drawn whole, "
+        "so d16-4 is the same mixture with or without it), e.g. 'd64-' or 'd16-([4-9]|1.)$'",
+    )
     args = ap.parse_args()
     if args.quick:
         args.count, args.n2, args.nhd = 3, 10_000, 2_000
@@ -227,6 +234,8 @@ def main() -> None:
     rows: list[dict] = []
     start = time.perf_counter()
     for idx, (name, mixture) in enumerate(family(args.family_seed, args.dims, args.count)):
+        if args.select and not re.search(args.select, name):
+            continue
         for s_idx, sde_name in enumerate(args.sde):
             n = args.n2 if mixture.dim == 2 else args.nhd
             case = Case(name, mixture, sde_name, n, seed=1000 * idx + s_idx)

@@ -18,6 +18,7 @@ from .grids import KarrasGrid, LogSNRGrid, QuadraticGrid, TabulatedGrid, Uniform
 from .integrate import NonFiniteStateError, Solution, integrate
 from .noise import BrownianNoise, GeneratorNoise
 from .predictor_corrector import PredictorCorrector
+from .restart import Restart
 from .scipy_ode import ScipyODE
 from .seeded_noise import SeededNoise
 from .torchsde_backend import TorchSDE
@@ -42,6 +43,7 @@ __all__ = [
     "NonFiniteStateError",
     "PredictorCorrector",
     "QuadraticGrid",
+    "Restart",
     "ScipyODE",
     "SeededNoise",
     "Solution",

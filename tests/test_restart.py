@@ -16,7 +16,7 @@ from sde_diffusion.datasets import unequal_mixture
 from sde_diffusion.metrics.total_variation import tv_to_mixture
 from sde_diffusion.reverse import probability_flow_ode
 from sde_diffusion.sampling import sample
-from solvers import DPMSolverPPSDE, Dopri5, Restart, UniPC, integrate
+from solvers import Dopri5, DPMSolverPPSDE, Restart, UniPC, integrate
 from solvers.grids import LogSNRGrid
 
 from .conftest import make_sde

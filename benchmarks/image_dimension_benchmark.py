@@ -118,15 +118,27 @@ def check_fast_score(mixture: GaussianMixture, sde) -> float:
     return worst
 
 
-def run_ours(cfg: str, sde, score, x_T, budget: int, seed: int, tune: tuple | None = None):
-    """(x, nfe) of our config ``cfg`` at ``budget``; ``tune = (model_key, pilot, max_evals,
-    cache_dir)`` first tunes its grid to the score with ``auto_grid`` (cost not in the NFE)."""
+def load_ours(cfg: str):
+    """Our config ``cfg``: a conf/solver name, ``+key=value`` overriding one field each."""
     name, *overrides = cfg.split("+")  # e.g. unipc+grid.level_max=20
     conf = OmegaConf.load(CONF / f"{name}.yaml")
     for item in overrides:
         key, value = item.split("=", 1)
         OmegaConf.update(conf, key, yaml.safe_load(value))
-    solver = instantiate(conf)
+    return instantiate(conf)
+
+
+def tunable(cfg: str) -> bool:
+    """Whether ``auto_grid`` can tune ``cfg``'s grid: its main path is a fixed-step ODE solver
+    (a stochastic ``Restart`` runs UniPC between its restarts)."""
+    main = load_ours(cfg).grid_solver()
+    return main.equation == "ode" and not main.stochastic and not main.adaptive
+
+
+def run_ours(cfg: str, sde, score, x_T, budget: int, seed: int, tune: tuple | None = None):
+    """(x, nfe) of our config ``cfg`` at ``budget``; ``tune = (model_key, pilot, max_evals,
+    cache_dir)`` first tunes its grid to the score with ``auto_grid`` (cost not in the NFE)."""
+    solver = load_ours(cfg)
     steps = steps_for_budget(solver, sde, score, budget, False, event_shape=tuple(x_T.shape[1:]))
     if steps is None:
         return None
@@ -292,7 +304,8 @@ def main() -> None:
         action="append",
         default=[],
         metavar=("PILOT", "EVALS"),
-        help="also run each deterministic config on its auto_grid (repeatable)",
+        help="also run each deterministic config, and each stochastic one whose main path is "
+        "deterministic (restart), on its auto_grid (repeatable)",
     )
     ap.add_argument("--cache-dir", default=None, help="auto_grid's cache (default: a temp dir)")
     ap.add_argument("--quick", action="store_true", help="1x8x8 iso, VP, n = 1000")
@@ -353,10 +366,12 @@ def main() -> None:
                            x_T, args.det_nfe, args.seed + 1)  # fmt: skip
                 for pilot, evals in args.auto_grid:
                     tune = (f"{mixture_key(data)}:{sde_name}", pilot, evals, cache)
-                    for cfg in args.ours_det:
-                        record(ctx, f"{cfg} + auto_grid {pilot}/{evals}", "ours", False,
-                               args.det_nfe, "eps", run_ours, cfg, sde, score, x_T,
-                               args.det_nfe, args.seed + 1, tune)  # fmt: skip
+                    tuned = [(c, False, args.det_nfe) for c in args.ours_det]
+                    tuned += [(c, True, args.sto_nfe) for c in args.ours_sto if tunable(c)]
+                    for cfg, sto, budget in tuned:
+                        record(ctx, f"{cfg} + auto_grid {pilot}/{evals}", "ours", sto, budget,
+                               "eps", run_ours, cfg, sde, score, x_T, budget, args.seed + 1,
+                               tune)  # fmt: skip
                 for cfg in args.ours_sto:
                     record(ctx, cfg, "ours", True, args.sto_nfe, "eps", run_ours, cfg, sde, score,
                            x_T, args.sto_nfe, args.seed + 1)  # fmt: skip

@@ -144,7 +144,8 @@ def tune_grid(
     """Choose the interior noise levels of ``solver``'s ``steps``-step grid for ``score_fn``.
 
     Args:
-        sde, score_fn, solver: as for :func:`sde_diffusion.sample`; a fixed-step ODE solver.
+        sde, score_fn, solver: as for :func:`sde_diffusion.sample`; a fixed-step ODE solver,
+            or one whose main path is one (``solver.grid_solver()``, e.g. ``Restart``).
         steps: steps of the grid to tune (>= 2); other counts interpolate it.
         shape: the pilot batch ``(pilot, *event)``, drawn from the prior with ``seed``.
         eps: the end time, as for :func:`sde_diffusion.sample`; default ``sde.eps``.
@@ -157,6 +158,7 @@ def tune_grid(
             depend on it (the solvers are deterministic and act per sample), the peak memory
             does: a large image model on a small GPU needs a chunked pilot.
     """
+    solver = solver.grid_solver()  # e.g. Restart's main path
     _check_args(solver, steps, shape, trim, weight, max_evals, batch_size)
     eps = sde.eps if eps is None else eps
     if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not 0 < eps < sde.T:

@@ -45,6 +45,12 @@ class Solver:
         if missing:
             raise ValueError(f"{name} needs the equation's {', '.join(missing)}, which is not set")
 
+    def grid_solver(self) -> Solver:
+        """The deterministic fixed-step solver whose steps follow this solver's grid: the one
+        grid tuning (``tune_grid``, ``auto_grid``) runs. Default: the solver itself; a solver
+        that wraps another on its main path (``Restart``) returns that one."""
+        return self
+
     def init(self, equation: Equation, x: Tensor, grid: Tensor) -> Any:
         """The state carried between steps (for multistep methods). Default: none."""
         return None

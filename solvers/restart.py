@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -93,6 +94,13 @@ class Restart(Solver):
                 raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
         if self.grid is not None and not callable(self.grid):
             raise ValueError(f"grid must be None or a time grid callable, got {self.grid!r}")
+
+    def grid_solver(self) -> Solver:
+        """``inner`` on this solver's grid: the main path, which grid tuning tunes (the
+        restarts then run on the tuned main grid)."""
+        if any(f.name == "grid" for f in dataclasses.fields(self.inner)):
+            return dataclasses.replace(self.inner, grid=self.grid)
+        return self.inner
 
     def check(self, equation: Equation) -> None:
         super().check(equation)

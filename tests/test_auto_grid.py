@@ -11,7 +11,7 @@ import torch
 from sde_diffusion.datasets import eight_gaussians, unequal_mixture
 from sde_diffusion.sampling.auto_grid import auto_grid, mixture_key
 from sde_diffusion.sde import VPSDE
-from solvers import UniPC
+from solvers import DPMSolverPPSDE, Restart, UniPC
 
 # A deliberately tiny budget: this checks the caching, not the tuning's quality (README).
 BUDGET = dict(pilot=64, max_evals=12, reference_steps=40)
@@ -58,6 +58,27 @@ def test_key_separates_models_budgets_and_steps(setup, tmp_path) -> None:
                   **{**BUDGET, "max_evals": 13})  # fmt: skip
     assert len({a.path, b.path, c.path, d.path}) == 4
     assert not any(g.cached for g in (a, b, c, d))
+
+
+def test_restart_tunes_its_main_path(setup, tmp_path) -> None:
+    """Restart's grid is that of its UniPC main path (``grid_solver``): tuning it is tuning
+    that UniPC, so the two share one cache entry, and a stochastic solver without a
+    deterministic main path is still refused."""
+    sde, data, score, _ = setup
+    restart = Restart()
+    tuned = auto_grid(sde, score, restart, 5, (2,), model_key=_key(data), cache_dir=tmp_path,
+                      **BUDGET)  # fmt: skip
+    assert not tuned.cached
+
+    def no_score(x, t):
+        raise AssertionError("the score was evaluated on a cache hit")
+
+    same = auto_grid(sde, no_score, UniPC(grid=restart.grid), 5, (2,), model_key=_key(data),
+                     cache_dir=tmp_path, **BUDGET)  # fmt: skip
+    assert same.cached and same.levels == tuned.levels
+    with pytest.raises(ValueError, match="tunes fixed-step deterministic"):
+        auto_grid(sde, score, DPMSolverPPSDE(), 5, (2,), model_key=_key(data),
+                  cache_dir=tmp_path, **BUDGET)  # fmt: skip
 
 
 def test_a_corrupt_cache_is_retuned_with_a_warning(setup, tmp_path, caplog) -> None:
@@ -118,6 +139,9 @@ def test_sde_sample_auto_grid_tunes_then_reuses(tmp_path, monkeypatch) -> None:
     assert guided["auto_grid"]["cached"] is False
     with pytest.raises(UsageError, match="fixed-step deterministic"):
         run(compose("sample", [*args, "solver=euler_maruyama"]), tmp_path / "again")
+    # restart's main path is a UniPC of its own grid: tuned (another grid config), then run
+    restart = run(compose("sample", [*args, "solver=restart", "steps=6"]), tmp_path / "again")
+    assert restart["auto_grid"]["cached"] is False and restart["nfe"] == 6 + 4
     with pytest.raises(UsageError, match="auto_grid_budget.pilot"):
         run(compose("sample", [*args, "auto_grid_budget.pilot=4"]), tmp_path / "again")
 

@@ -63,12 +63,14 @@ def tuned_solver(
     pilot = check_int("auto_grid_budget.pilot", budget.get("pilot", 1024), 16)
     max_evals = check_int("auto_grid_budget.max_evals", budget.get("max_evals", 800), 2)
     steps = check_int("steps", cfg.steps, 2)
+    main = solver.grid_solver()  # the solver itself, or the one on its main path (restart)
     if not (dataclasses.is_dataclass(solver) and hasattr(solver, "grid")) or (
-        solver.equation != "ode" or solver.stochastic or solver.adaptive
+        main.equation != "ode" or main.stochastic or main.adaptive
     ):
         raise UsageError(
             f"auto_grid=true tunes a fixed-step deterministic solver's grid (unipc, "
-            f"dpm_solver_*, heun_karras, ode_euler, ...), got {type(solver).__name__}"
+            f"dpm_solver_*, heun_karras, ode_euler, ..., or restart's main path), got "
+            f"{type(solver).__name__}"
         )
     tuned = auto_grid(sde, score, solver, steps, tuple(data.event_shape),
                       model_key=_model_key(cfg, data), eps=eps, pilot=pilot,

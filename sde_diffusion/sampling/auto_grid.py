@@ -131,7 +131,7 @@ def auto_grid(
     described = {
         "model": model_key,
         "sde": repr(sde),
-        "solver": repr(solver),
+        "solver": repr(solver.grid_solver()),  # what is tuned: Restart shares UniPC's grid
         "steps": steps,
         "eps": float(eps),
         "event_shape": list(event),

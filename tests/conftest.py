@@ -21,3 +21,22 @@ def sde(request):
 
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+class UnitNoise:
+    """A noise source for exact-variance tests of samplers that are affine in their draws.
+
+    The k-th draw is the unit vector e_(k+1): coordinate k+1 carries draw k alone.
+    """
+
+    def __init__(self) -> None:
+        self.k = 0
+
+    def normal(self, like: torch.Tensor) -> torch.Tensor:
+        z = torch.zeros_like(like)
+        z[:, self.k + 1] = 1.0
+        self.k += 1
+        return z
+
+    def increment(self, t, t_next, like):
+        return self.normal(like) * (t_next - t).abs().sqrt()

@@ -19,25 +19,9 @@ from sde_diffusion.sampling import sample
 from solvers import Dopri5, DPMSolverPPSDE, Restart, UniPC, integrate
 from solvers.grids import LogSNRGrid
 
-from .conftest import make_sde
+from .conftest import UnitNoise, make_sde
 
 MU, S = 1.0, 0.3
-
-
-class UnitNoise:
-    """The k-th draw is the unit vector e_(k+1): coordinate k+1 carries draw k alone."""
-
-    def __init__(self) -> None:
-        self.k = 0
-
-    def normal(self, like: torch.Tensor) -> torch.Tensor:
-        z = torch.zeros_like(like)
-        z[:, self.k + 1] = 1.0
-        self.k += 1
-        return z
-
-    def increment(self, t, t_next, like):
-        return self.normal(like) * (t_next - t).abs().sqrt()
 
 
 def gaussian_score(sde):

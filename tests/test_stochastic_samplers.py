@@ -27,26 +27,10 @@ from solvers.gotta_go_fast import GottaGoFast
 from solvers.grids import LogSNRGrid
 from solvers.integrate import NonFiniteStateError, integrate
 
-from .conftest import make_sde
+from .conftest import UnitNoise, make_sde
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "solver"
 MU, S = 1.0, 0.3  # Gaussian data N(MU, S^2) in every coordinate
-
-
-class UnitNoise:
-    """The k-th draw is the unit vector e_(k+1): coordinate k+1 carries draw k alone."""
-
-    def __init__(self) -> None:
-        self.k = 0
-
-    def normal(self, like: torch.Tensor) -> torch.Tensor:
-        z = torch.zeros_like(like)
-        z[:, self.k + 1] = 1.0
-        self.k += 1
-        return z
-
-    def increment(self, t, t_next, like):
-        return self.normal(like) * (t_next - t).abs().sqrt()
 
 
 def exact_moments(solver, sde, steps: int) -> tuple[float, float]:

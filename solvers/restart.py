@@ -32,28 +32,29 @@ class Restart(Solver):
     """Restart sampling (Xu et al., 2023, NeurIPS, Alg. 1): one restart interval, K restarts.
 
     The main path solves the probability-flow ODE on the grid with ``inner``. At t_min, the
-    first grid time at noise level sigma/alpha <= ``level_min``, it restarts ``restarts`` times
-    (a grid that never gets that low, e.g. a piece of a RePaint schedule, has no restart): jump up to t_max, the time at noise level ``level``
-    (clipped to the grid's start), with the exact forward kernel of x_t = alpha_t x_0 +
-    sigma_t z,
+    first grid time at noise level sigma/alpha <= ``level_min`` (a grid that never gets that
+    low, e.g. a piece of a RePaint schedule, makes no restart), it restarts ``restarts`` times:
+    jump up to t_max, the time at noise level ``level`` (clipped to the grid's start), with the
+    exact forward kernel of x_t = alpha_t x_0 + sigma_t z,
 
         x_tmax = (alpha_max / alpha_min) x_tmin + sqrt(sigma_max^2 - (alpha_max/alpha_min)^2
                  sigma_min^2) xi,   xi ~ N(0, I),
 
-    then solve the ODE back to t_min in ``restart_steps`` steps of ``inner``, uniform in log-SNR;
-    after the restarts the main path goes on from t_min (``inner`` restarted: its history
-    belongs to the old path). The jump is exact, so the only new error is the ODE's; the fresh
-    noise contracts the error the path carried into t_min (Xu et al., Thm. 2): for Gaussian
-    data N(mu, s^2) a variance error d at t_min leaves (s^2 + l_min^2)/(s^2 + l_max^2) d per
-    restart (l: noise levels), which the tests check.
+    then solve the ODE back to t_min in ``restart_steps`` steps of ``inner``, uniform in log-SNR.
+    Each restart solve is started on the restart grid followed by the rest of the main grid, and
+    the main path goes on with the last one's state (a multistep history of the new path). The
+    jump is exact, so the only new error is the ODE's; the fresh noise contracts the error the
+    path carried into t_min (Xu et al., Thm. 2): for Gaussian data N(mu, s^2), a variance error
+    d at t_min leaves (s^2 + l_min^2)/(s^2 + l^2) d per restart (l: noise levels; tested).
 
     NFE: the main steps' plus ``restarts * restart_steps`` (with a 1-NFE-per-step ``inner``).
     t_min, t_max and the restart grid are found in ``init`` (on the host once, before any step).
 
     Args:
         inner: a deterministic fixed-step ODE solver that uses the marginal (UniPC by default).
-        level: the noise level the restarts jump to (above the level at t_min).
-        level_min: where the restarts start (> 0; Xu et al. use 0.06 for data in [-1, 1]).
+        level: the noise level the restarts jump to (default 0.3).
+        level_min: where the restarts start, in (0, level) (default 0.06: Xu et al.'s interval
+            [0.06, 0.30] for data in [-1, 1]).
         restarts: K >= 1 restarts.
         restart_steps: >= 1 steps of ``inner`` per restart solve.
         grid: the main path's default time grid.

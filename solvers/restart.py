@@ -130,15 +130,11 @@ class Restart(Solver):
         # each restart solve runs on the restart grid followed by the rest of the main grid, so
         # that the last one's solver state carries on along the main path (a multistep history
         # that belongs to the new path, and its order lowered only at the true end)
-        onward = torch.cat([self.restart_grid(equation, grid[0], grid[min(at, steps)]),
-                            grid[at + 1 :]])  # fmt: skip
-        return {
-            "i": 0,
-            "at": at,
-            "onward": onward,
-            "inner": self.inner.init(equation, x, grid),
-            "onward_state": self.inner.init(equation, x, onward),  # checks it early
-        }
+        onward = None
+        if at <= steps:
+            onward = torch.cat([self.restart_grid(equation, grid[0], grid[at]), grid[at + 1 :]])
+            self.inner.init(equation, x, onward)  # refuses a grid too short for it, before a step
+        return {"i": 0, "at": at, "onward": onward, "inner": self.inner.init(equation, x, grid)}
 
     def step(
         self,

@@ -336,6 +336,9 @@ def main() -> None:
         "deterministic (restart), on its auto_grid (repeatable)",
     )
     ap.add_argument("--cache-dir", default=None, help="auto_grid's cache (default: a temp dir)")
+    ap.add_argument(
+        "--tuned-only", action="store_true", help="with --auto-grid: skip ours on their own grids"
+    )
     ap.add_argument("--quick", action="store_true", help="1x8x8 iso, VP, n = 1000")
     ap.add_argument("--rows", default=None, help="save every row to this JSON file")
     ap.add_argument("--from-rows", default=None, help="only print the summaries of saved rows")
@@ -393,7 +396,8 @@ def main() -> None:
                     record(ctx, "exact p_eps", *exact_row, targets["eps"], args.n, gen)
                     record(ctx, "data law vs p_eps", *exact_row, data, args.n, gen)
                     run_args = (sde, score, x_T)
-                    for cfg in args.ours_det:
+                    own = [] if args.tuned_only and args.auto_grid else args.ours_det
+                    for cfg in own:
                         record(ctx, cfg, "ours", False, args.det_nfe, "eps", run_ours, cfg,
                                *run_args, args.det_nfe, seed + 1)  # fmt: skip
                     for pilot, evals in args.auto_grid:
@@ -404,7 +408,7 @@ def main() -> None:
                             record(ctx, f"{cfg} + auto_grid {pilot}/{evals}", "ours", sto,
                                    budget, "eps", run_ours, cfg, *run_args, budget, seed + 1,
                                    tune)  # fmt: skip
-                    for cfg in args.ours_sto:
+                    for cfg in [] if args.tuned_only and args.auto_grid else args.ours_sto:
                         record(ctx, cfg, "ours", True, args.sto_nfe, "eps", run_ours, cfg,
                                *run_args, args.sto_nfe, seed + 1)  # fmt: skip
                     end = "zero" if args.kd_final == "zero" else "eps"

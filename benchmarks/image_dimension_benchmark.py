@@ -23,7 +23,7 @@ over all presets and SDEs per sampler. Rows "exact p_eps" (exact samples of the 
 measures' own spread) and "data law" (exact samples of p_0 judged against p_eps: what the
 residual noise at eps alone costs) frame it.
 
-One prior draw is one sample of each ratio: exact samples themselves spread about 0.7-1.4 around
+One prior draw is one sample of each ratio: exact samples themselves spread about 0.5-1.5 around
 1 at n = 2,000. ``--seeds`` repeats every run on further draws (prior, sampler noise and the
 log p reference; a tuned grid depends on the model only and is reused), and the last table
 gives each measure's mean ratio over the draws, the sampler's systematic error without the
